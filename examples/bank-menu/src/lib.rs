@@ -1,0 +1,199 @@
+//! A realistic bank phone menu.
+//!
+//! Main menu (one digit): 1 → account balance, 2 → transfer to an agent,
+//! 3 → hear the options again, 0 → goodbye. No input or an invalid digit
+//! gets a retry prompt, up to three tries, then goodbye.
+//!
+//! The balance asks for a 4–8 digit account number ended with `#`, keeps it
+//! in the call's state (so asking again in the same call skips the question),
+//! and reads back a balance derived from the number. The transfer dials the
+//! app configuration's `agent_number` with `caller_id` as the caller id.
+//!
+//! The menu position and the try count travel in the reply's
+//! `client_action_id`: `main-N` and `account-N` (N = the try, 1..=3), and
+//! `transfer` once the caller is being connected.
+
+use ivr_sdk::{CallEvent, Error, IvrApp, MakeCall, Reply, SayAndCapture, config, log, state};
+
+/// Tries allowed for each question before the app says goodbye.
+const MAX_TRIES: u32 = 3;
+
+const WELCOME: &str = "Welcome to Example Bank.";
+const MENU: &str = "For your account balance, press 1. To speak to an agent, press 2. \
+                    To hear these options again, press 3. To end the call, press 0.";
+const NOT_VALID_CHOICE: &str = "Sorry, that is not a valid choice.";
+const ACCOUNT_PROMPT: &str =
+    "Please enter your account number, 4 to 8 digits, followed by the hash key.";
+const NOT_VALID_ACCOUNT: &str = "Sorry, that is not a valid account number.";
+const GOODBYE: &str = "Thank you for calling Example Bank. Goodbye.";
+const TOO_MANY_TRIES: &str = "Sorry, we could not understand your choice. Goodbye.";
+const CONNECTING: &str = "Please hold while we connect you to an agent.";
+const NO_AGENT: &str = "Sorry, no agent is available right now. Please call again later. Goodbye.";
+
+/// The state key holding the caller's account number.
+const ACCOUNT_KEY: &str = "account";
+
+struct BankMenu;
+
+/// Where the caller is in the menu, decoded from `client_action_id`.
+enum Position {
+    Start,
+    Main { attempt: u32 },
+    Account { attempt: u32 },
+    Transfer,
+}
+
+impl Position {
+    fn of(event: &CallEvent) -> Position {
+        let Some(id) = event.client_action_id() else {
+            return Position::Start;
+        };
+        let attempt = |rest: &str| {
+            rest.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_TRIES).contains(n))
+        };
+        if let Some(n) = id.strip_prefix("main-").and_then(attempt) {
+            Position::Main { attempt: n }
+        } else if let Some(n) = id.strip_prefix("account-").and_then(attempt) {
+            Position::Account { attempt: n }
+        } else if id == "transfer" {
+            Position::Transfer
+        } else {
+            log::warn(&format!("unknown clientActionId {id:?}; starting over"));
+            Position::Start
+        }
+    }
+}
+
+impl IvrApp for BankMenu {
+    fn handle_call(event: &CallEvent) -> Result<Reply, Error> {
+        let digits = event
+            .dtmf()
+            .map(|d| d.trim_end_matches('#'))
+            .filter(|d| !d.is_empty());
+        Ok(match Position::of(event) {
+            Position::Start => main_menu(1, WELCOME),
+            Position::Main { attempt } => match digits {
+                Some("1") => balance_or_ask(),
+                Some("2") => transfer(),
+                Some("3") => main_menu(1, ""),
+                Some("0") => goodbye(GOODBYE),
+                _ if attempt >= MAX_TRIES => goodbye(TOO_MANY_TRIES),
+                _ => main_menu(attempt + 1, NOT_VALID_CHOICE),
+            },
+            Position::Account { attempt } => match digits {
+                Some(number) if is_account_number(number) => {
+                    state::set(ACCOUNT_KEY, number);
+                    balance(number)
+                }
+                _ if attempt >= MAX_TRIES => goodbye(TOO_MANY_TRIES),
+                _ => ask_account(attempt + 1, NOT_VALID_ACCOUNT),
+            },
+            Position::Transfer => goodbye(GOODBYE),
+        })
+    }
+}
+
+/// The main menu, preceded by `preamble` when it is not empty.
+fn main_menu(attempt: u32, preamble: &str) -> Reply {
+    let prompt = if preamble.is_empty() {
+        MENU.to_owned()
+    } else {
+        format!("{preamble} {MENU}")
+    };
+    Reply::new()
+        .client_action_id(format!("main-{attempt}"))
+        .capture(SayAndCapture::new(prompt))
+}
+
+fn ask_account(attempt: u32, preamble: &str) -> Reply {
+    let prompt = if preamble.is_empty() {
+        ACCOUNT_PROMPT.to_owned()
+    } else {
+        format!("{preamble} {ACCOUNT_PROMPT}")
+    };
+    Reply::new()
+        .client_action_id(format!("account-{attempt}"))
+        .capture(
+            SayAndCapture::new(prompt)
+                .digits(4, 8)
+                .complete_on_hash(true)
+                .timeouts_ms(5_000, 20_000),
+        )
+}
+
+/// Read the balance of the account already given in this call, or ask for it.
+fn balance_or_ask() -> Reply {
+    match state::get(ACCOUNT_KEY) {
+        Some(number) if is_account_number(&number) => balance(&number),
+        _ => ask_account(1, ""),
+    }
+}
+
+fn balance(number: &str) -> Reply {
+    let cents = balance_cents(number);
+    let ending = &number[number.len() - 4..];
+    let text = format!(
+        "The balance of the account ending in {ending} is {} dollars and {} cents.",
+        cents / 100,
+        cents % 100
+    );
+    Reply::new()
+        .client_action_id("main-1")
+        .say(text)
+        .capture(SayAndCapture::new(MENU))
+}
+
+fn transfer() -> Reply {
+    match (config::get("caller_id"), config::get("agent_number")) {
+        (Some(caller_id), Some(agent)) => Reply::new()
+            .client_action_id("transfer")
+            .say(CONNECTING)
+            .then(MakeCall::new(caller_id, agent)),
+        _ => {
+            log::error("agent_number or caller_id is not configured; cannot transfer");
+            goodbye(NO_AGENT)
+        }
+    }
+}
+
+fn goodbye(text: &str) -> Reply {
+    Reply::new().say(text).hangup()
+}
+
+fn is_account_number(digits: &str) -> bool {
+    (4..=8).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A balance derived deterministically from the account number (FNV-1a),
+/// below one million dollars.
+fn balance_cents(number: &str) -> u64 {
+    let hash = number.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    hash % 100_000_000
+}
+
+ivr_sdk::export!(BankMenu);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_numbers_are_four_to_eight_digits() {
+        assert!(is_account_number("1234"));
+        assert!(is_account_number("12345678"));
+        assert!(!is_account_number("123"));
+        assert!(!is_account_number("123456789"));
+        assert!(!is_account_number("12a4"));
+    }
+
+    #[test]
+    fn balance_is_deterministic_and_bounded() {
+        assert_eq!(balance_cents("12345678"), balance_cents("12345678"));
+        assert!(balance_cents("12345678") < 100_000_000);
+        assert_ne!(balance_cents("1234"), balance_cents("4321"));
+    }
+}

@@ -1,0 +1,50 @@
+//! The `ivr-host` command line: one file per subcommand.
+
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ServeArgs;
+
+/// A WebAssembly-scriptable IVR runtime answering 8x8 CPaaS Voice webhooks.
+#[derive(Debug, Parser)]
+#[command(name = "ivr-host", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the host: answer 8x8 webhooks with the loaded apps.
+    Serve(ServeArgs),
+}
+
+/// Parse the command line and run it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ivr-host: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Log to stderr; `RUST_LOG` (or `IVR_LOG`) sets the filter, default `info`.
+fn init_logging() {
+    let filter = std::env::var("IVR_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

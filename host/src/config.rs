@@ -1,0 +1,415 @@
+//! Host settings: flags override `IVR_*` environment variables, which
+//! override the TOML file given with `--config`, which overrides the
+//! defaults. Resolved and validated once, at start.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+use crate::protocol::ReplyLimits;
+use crate::runtime::{AppConfig, GuestLimits, LogLimits};
+
+/// Default webhook listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin listener.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./ivr-data";
+
+/// `ivr-host serve` flags (each also readable from an `IVR_*` variable).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "IVR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address for 8x8's webhooks [default: 127.0.0.1:8080].
+    #[arg(long, env = "IVR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Address for the admin API [default: 127.0.0.1:8081].
+    #[arg(long, env = "IVR_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Where the host keeps its data [default: ./ivr-data].
+    #[arg(long, env = "IVR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Load an app at start: NAME=FILE.wasm (repeatable).
+    #[arg(long = "app", value_name = "NAME=FILE", value_parser = parse_app_source)]
+    pub apps: Vec<AppSource>,
+    /// Set an app configuration value: NAME.KEY=VALUE (repeatable).
+    #[arg(long = "app-config", value_name = "NAME.KEY=VALUE", value_parser = parse_app_setting)]
+    pub app_config: Vec<AppSetting>,
+    /// The app answering calls no route matches (optional with a single app).
+    #[arg(long, env = "IVR_DEFAULT_APP", value_name = "NAME")]
+    pub default_app: Option<String>,
+    /// Guest run time per event, in milliseconds [default: 100].
+    #[arg(long, env = "IVR_GUEST_TIME_MS", value_name = "MS")]
+    pub guest_time_ms: Option<u64>,
+    /// Guest linear memory cap, in MiB [default: 32].
+    #[arg(long, env = "IVR_GUEST_MEMORY_MIB", value_name = "MIB")]
+    pub guest_memory_mib: Option<usize>,
+    /// Largest webhook body, in KiB [default: 64].
+    #[arg(long, env = "IVR_WEBHOOK_BODY_KIB", value_name = "KIB")]
+    pub webhook_body_kib: Option<usize>,
+    /// Largest reply, in KiB [default: 64].
+    #[arg(long, env = "IVR_REPLY_KIB", value_name = "KIB")]
+    pub reply_kib: Option<usize>,
+    /// Most actions in a reply [default: 32].
+    #[arg(long, env = "IVR_REPLY_ACTIONS", value_name = "N")]
+    pub reply_actions: Option<usize>,
+}
+
+/// `--app NAME=FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSource {
+    /// App name.
+    pub name: String,
+    /// Component file.
+    pub file: PathBuf,
+}
+
+/// `--app-config NAME.KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSetting {
+    /// App name.
+    pub app: String,
+    /// Configuration key.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+fn parse_app_source(arg: &str) -> Result<AppSource, String> {
+    let (name, file) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=FILE.wasm, got {arg:?}"))?;
+    validate_app_name(name)?;
+    if file.is_empty() {
+        return Err(format!("no file given for app {name:?}"));
+    }
+    Ok(AppSource {
+        name: name.to_owned(),
+        file: file.into(),
+    })
+}
+
+fn parse_app_setting(arg: &str) -> Result<AppSetting, String> {
+    let (target, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME.KEY=VALUE, got {arg:?}"))?;
+    let (app, key) = target
+        .split_once('.')
+        .ok_or_else(|| format!("expected NAME.KEY=VALUE, got {arg:?}"))?;
+    validate_app_name(app)?;
+    if key.is_empty() {
+        return Err(format!("empty key in {arg:?}"));
+    }
+    Ok(AppSetting {
+        app: app.to_owned(),
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+/// App names are short slugs: lowercase letters, digits, `-` and `_`,
+/// starting with a letter or digit, at most 63 characters.
+pub fn validate_app_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid app name {name:?}: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+        ))
+    }
+}
+
+/// The TOML configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    admin_token: Option<String>,
+    default_app: Option<String>,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    apps: BTreeMap<String, FileApp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    guest_time_ms: Option<u64>,
+    guest_memory_mib: Option<usize>,
+    webhook_body_kib: Option<usize>,
+    reply_kib: Option<usize>,
+    reply_actions: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApp {
+    file: Option<PathBuf>,
+    #[serde(default)]
+    config: AppConfig,
+}
+
+/// Every limit the host enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Per-event guest limits.
+    pub guest: GuestLimits,
+    /// Largest webhook body, in bytes.
+    pub webhook_body_bytes: usize,
+    /// Reply size limits.
+    pub reply: ReplyLimits,
+}
+
+/// The resolved settings of `ivr-host serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Webhook listener address.
+    pub listen: SocketAddr,
+    /// Admin listener address.
+    pub admin_listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Admin bearer token (`IVR_ADMIN_TOKEN` or the file's `admin_token`).
+    pub admin_token: Option<String>,
+    /// Apps to load at start.
+    pub apps: Vec<AppSource>,
+    /// Configuration values per app.
+    pub app_config: BTreeMap<String, AppConfig>,
+    /// The app answering unrouted calls.
+    pub default_app: Option<String>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl Settings {
+    /// Resolve flags, environment, file and defaults into settings.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let base_dir = args
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+
+        let mut apps: Vec<AppSource> = Vec::new();
+        let mut app_config: BTreeMap<String, AppConfig> = BTreeMap::new();
+        for (name, app) in file.apps {
+            validate_app_name(&name)
+                .map_err(anyhow::Error::msg)
+                .context("in the config file's [apps] table")?;
+            if let Some(path) = app.file {
+                apps.push(AppSource {
+                    name: name.clone(),
+                    file: base_dir.join(path),
+                });
+            }
+            app_config.insert(name, app.config);
+        }
+        for source in args.apps {
+            apps.retain(|a| a.name != source.name);
+            apps.push(source);
+        }
+        for setting in args.app_config {
+            app_config
+                .entry(setting.app)
+                .or_default()
+                .insert(setting.key, setting.value);
+        }
+
+        let guest_time_ms = args
+            .guest_time_ms
+            .or(file.limits.guest_time_ms)
+            .unwrap_or(100);
+        let guest_memory_mib = args
+            .guest_memory_mib
+            .or(file.limits.guest_memory_mib)
+            .unwrap_or(32);
+        let webhook_body_kib = args
+            .webhook_body_kib
+            .or(file.limits.webhook_body_kib)
+            .unwrap_or(64);
+        let reply_kib = args.reply_kib.or(file.limits.reply_kib).unwrap_or(64);
+        let reply_actions = args
+            .reply_actions
+            .or(file.limits.reply_actions)
+            .unwrap_or(32);
+        if guest_time_ms == 0
+            || guest_memory_mib == 0
+            || webhook_body_kib == 0
+            || reply_kib == 0
+            || reply_actions == 0
+        {
+            bail!("limits must be greater than zero");
+        }
+        if guest_memory_mib > 4096 {
+            bail!("guest_memory_mib is {guest_memory_mib}; at most 4096 is supported");
+        }
+
+        let settings = Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| default_addr(DEFAULT_LISTEN)),
+            admin_listen: args
+                .admin_listen
+                .or(file.admin_listen)
+                .unwrap_or_else(|| default_addr(DEFAULT_ADMIN_LISTEN)),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            admin_token: std::env::var("IVR_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .or(file.admin_token),
+            apps,
+            app_config,
+            default_app: args.default_app.or(file.default_app),
+            limits: Limits {
+                guest: GuestLimits {
+                    run_time: Duration::from_millis(guest_time_ms),
+                    memory_bytes: guest_memory_mib * 1024 * 1024,
+                    log: LogLimits::default(),
+                },
+                webhook_body_bytes: webhook_body_kib * 1024,
+                reply: ReplyLimits {
+                    max_actions: reply_actions,
+                    max_bytes: reply_kib * 1024,
+                },
+            },
+        };
+        if let Some(name) = &settings.default_app {
+            validate_app_name(name).map_err(anyhow::Error::msg)?;
+        }
+        if settings.admin_token.is_none() && !settings.admin_listen.ip().is_loopback() {
+            bail!(
+                "refusing to start the admin listener on non-loopback {} without a token: set IVR_ADMIN_TOKEN",
+                settings.admin_listen
+            );
+        }
+        Ok(settings)
+    }
+}
+
+fn default_addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in the config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let s = Settings::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(s.limits.guest.run_time, Duration::from_millis(100));
+        assert_eq!(s.limits.guest.memory_bytes, 32 << 20);
+        assert_eq!(s.limits.webhook_body_bytes, 64 << 10);
+        assert_eq!(
+            s.limits.reply,
+            ReplyLimits {
+                max_actions: 32,
+                max_bytes: 64 << 10
+            }
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("ivr-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ivr.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:9000"
+default_app = "bank-menu"
+[limits]
+guest_time_ms = 50
+[apps.bank-menu]
+file = "bank.wasm"
+config = { agent_number = "+6560000000", caller_id = "+6561111111" }
+"#,
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            app_config: vec![parse_app_setting("bank-menu.agent_number=+6560002222").unwrap()],
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(s.limits.guest.run_time, Duration::from_millis(50));
+        assert_eq!(
+            s.apps,
+            vec![AppSource {
+                name: "bank-menu".into(),
+                file: dir.join("bank.wasm")
+            }]
+        );
+        let config = &s.app_config["bank-menu"];
+        assert_eq!(config["agent_number"], "+6560002222");
+        assert_eq!(config["caller_id"], "+6561111111");
+        assert_eq!(s.default_app.as_deref(), Some("bank-menu"));
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        assert!(
+            parse_app_source("nofile")
+                .unwrap_err()
+                .contains("NAME=FILE")
+        );
+        assert!(
+            parse_app_source("Bad Name=x.wasm")
+                .unwrap_err()
+                .contains("invalid app name")
+        );
+        assert!(
+            parse_app_setting("bank-menu=1")
+                .unwrap_err()
+                .contains("NAME.KEY=VALUE")
+        );
+        assert_eq!(
+            parse_app_setting("bank-menu.caller_id=+65=1").unwrap(),
+            AppSetting {
+                app: "bank-menu".into(),
+                key: "caller_id".into(),
+                value: "+65=1".into()
+            }
+        );
+    }
+}

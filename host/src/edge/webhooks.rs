@@ -1,0 +1,52 @@
+//! The webhook listener: the URLs 8x8 posts to, and the health check.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+
+use super::http::{self, HttpResponse};
+use crate::service::{Answer, IvrService};
+
+/// What the webhook listener needs.
+pub struct WebhookEdge {
+    /// The service answering events.
+    pub service: Arc<IvrService>,
+    /// Largest accepted body, in bytes.
+    pub body_limit: usize,
+}
+
+impl WebhookEdge {
+    /// Answer one request.
+    pub async fn handle(&self, request: Request<Incoming>) -> HttpResponse {
+        let path = request.uri().path().to_owned();
+        match path.as_str() {
+            "/webhooks" | "/webhooks/vca" | "/webhooks/vss" => {
+                if request.method() != Method::POST {
+                    return http::method_not_allowed(request.method(), &path, "POST");
+                }
+                let body = match http::read_body(request, self.body_limit).await {
+                    Ok(body) => body,
+                    Err(response) => return response,
+                };
+                match self.service.handle_webhook(&body).await {
+                    Answer::Callflow(json) => http::json(StatusCode::OK, json),
+                    Answer::Acknowledged => http::json(StatusCode::OK, "{}"),
+                    Answer::BadRequest(err) => {
+                        http::error(StatusCode::BAD_REQUEST, "invalid webhook", err)
+                    }
+                }
+            }
+            "/healthz" => health(&request),
+            _ => http::not_found(&path),
+        }
+    }
+}
+
+/// `GET /healthz`: `200` once the listener accepts connections.
+pub fn health(request: &Request<Incoming>) -> HttpResponse {
+    match *request.method() {
+        Method::GET | Method::HEAD => http::json(StatusCode::OK, r#"{"status":"ok"}"#),
+        ref other => http::method_not_allowed(other, "/healthz", "GET, HEAD"),
+    }
+}

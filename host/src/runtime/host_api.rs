@@ -1,0 +1,344 @@
+//! What a guest can reach: the `ivr:app` imports (log, per-call state,
+//! config) and a closed WASI context (no files, environment, arguments or
+//! network; stdin empty; stdout and stderr captured into the host log).
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::ivr::app::{config, log, state, types};
+use super::{EventContext, GuestLimits};
+
+/// An app's configuration values (the `config` import).
+pub type AppConfig = BTreeMap<String, String>;
+
+/// One call's state: string keys and values.
+pub type CallState = HashMap<String, String>;
+
+/// Most keys one call's state may hold.
+pub const MAX_STATE_KEYS: usize = 64;
+/// Longest state key, in bytes.
+pub const MAX_STATE_KEY_BYTES: usize = 256;
+/// Longest state value, in bytes.
+pub const MAX_STATE_VALUE_BYTES: usize = 8 * 1024;
+
+/// How much a guest may log per event; the rest is dropped with a marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Bytes of log messages and stdout/stderr together.
+    pub bytes: usize,
+    /// Log lines (calls to `log` plus lines of stdout/stderr).
+    pub lines: usize,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        Self {
+            bytes: 16 * 1024,
+            lines: 100,
+        }
+    }
+}
+
+/// The store data of one event: everything the guest's imports touch.
+pub(crate) struct EventCtx {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryCap,
+    call: EventContext,
+    log_budget: LogBudget,
+    output: CapturedOutput,
+}
+
+impl EventCtx {
+    pub(crate) fn new(call: EventContext, limits: &GuestLimits) -> Self {
+        let output = CapturedOutput::new(limits.log.bytes);
+        let wasi = WasiCtx::builder()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryCap {
+                max_bytes: limits.memory_bytes,
+                exceeded: false,
+            },
+            call,
+            log_budget: LogBudget {
+                limits: limits.log,
+                bytes: 0,
+                lines: 0,
+                dropped: false,
+            },
+            output,
+        }
+    }
+
+    /// Log what the guest wrote to stdout/stderr, and hand back the call's
+    /// state and that output.
+    pub(crate) fn finish(mut self) -> (CallState, Vec<u8>) {
+        let output = self.output.take();
+        if !output.is_empty() {
+            let text = String::from_utf8_lossy(&output);
+            for line in text.lines() {
+                self.emit(types::Level::Info, line);
+            }
+        }
+        if self.output.overflowed() || self.log_budget.dropped {
+            tracing::warn!(
+                app = %self.call.app, version = %self.call.version, session = %self.call.session_id,
+                "guest log output over the per-event limit ({} bytes, {} lines); the rest was dropped",
+                self.log_budget.limits.bytes, self.log_budget.limits.lines
+            );
+        }
+        (self.call.state, output)
+    }
+
+    fn emit(&mut self, level: types::Level, message: &str) {
+        if !self.log_budget.admit(message.len()) {
+            return;
+        }
+        let (app, version, session) =
+            (&*self.call.app, &*self.call.version, &*self.call.session_id);
+        match level {
+            types::Level::Trace => {
+                tracing::trace!(target: "guest", app, version, session, "{message}")
+            }
+            types::Level::Debug => {
+                tracing::debug!(target: "guest", app, version, session, "{message}")
+            }
+            types::Level::Info => {
+                tracing::info!(target: "guest", app, version, session, "{message}")
+            }
+            types::Level::Warn => {
+                tracing::warn!(target: "guest", app, version, session, "{message}")
+            }
+            types::Level::Error => {
+                tracing::error!(target: "guest", app, version, session, "{message}")
+            }
+        }
+    }
+}
+
+struct LogBudget {
+    limits: LogLimits,
+    bytes: usize,
+    lines: usize,
+    dropped: bool,
+}
+
+impl LogBudget {
+    fn admit(&mut self, len: usize) -> bool {
+        if self.lines >= self.limits.lines || self.bytes + len > self.limits.bytes {
+            self.dropped = true;
+            return false;
+        }
+        self.lines += 1;
+        self.bytes += len;
+        true
+    }
+}
+
+impl WasiView for EventCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for EventCtx {}
+
+impl log::Host for EventCtx {
+    fn log(&mut self, level: types::Level, message: String) {
+        self.emit(level, &message);
+    }
+}
+
+impl state::Host for EventCtx {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.call.state.get(&key).cloned()
+    }
+
+    fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        if key.len() > MAX_STATE_KEY_BYTES {
+            wasmtime::bail!(
+                "state key is {} bytes; at most {MAX_STATE_KEY_BYTES} are allowed",
+                key.len()
+            );
+        }
+        if value.len() > MAX_STATE_VALUE_BYTES {
+            wasmtime::bail!(
+                "state value for {key:?} is {} bytes; at most {MAX_STATE_VALUE_BYTES} are allowed",
+                value.len()
+            );
+        }
+        if self.call.state.len() >= MAX_STATE_KEYS && !self.call.state.contains_key(&key) {
+            wasmtime::bail!("call state already holds {MAX_STATE_KEYS} keys; cannot add {key:?}");
+        }
+        self.call.state.insert(key, value);
+        Ok(())
+    }
+
+    fn delete(&mut self, key: String) {
+        self.call.state.remove(&key);
+    }
+}
+
+impl config::Host for EventCtx {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.call.config.get(&key).cloned()
+    }
+}
+
+/// Caps linear memory growth, remembering whether the cap was hit so the
+/// resulting trap is reported as a memory fault.
+pub(crate) struct MemoryCap {
+    max_bytes: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.exceeded = true;
+            wasmtime::bail!(
+                "linear memory would grow to {desired} bytes, over the {} byte limit",
+                self.max_bytes
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Guest stdout/stderr: kept up to a byte cap, the rest silently dropped (a
+/// guest printing too much must not fail because of it).
+#[derive(Clone)]
+struct CapturedOutput {
+    inner: Arc<Mutex<Captured>>,
+}
+
+struct Captured {
+    buffer: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl CapturedOutput {
+    fn new(cap: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Captured {
+                buffer: Vec::new(),
+                cap,
+                overflowed: false,
+            })),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Captured) -> R) -> R {
+        f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        self.with(|c| {
+            let room = c.cap.saturating_sub(c.buffer.len());
+            if bytes.len() > room {
+                c.overflowed = true;
+            }
+            let take = bytes.len().min(room);
+            c.buffer.extend_from_slice(&bytes[..take]);
+        })
+    }
+
+    fn take(&self) -> Vec<u8> {
+        self.with(|c| std::mem::take(&mut c.buffer))
+    }
+
+    fn overflowed(&self) -> bool {
+        self.with(|c| c.overflowed)
+    }
+}
+
+impl IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CapturedOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CapturedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CapturedOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

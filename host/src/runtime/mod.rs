@@ -1,0 +1,292 @@
+//! The WebAssembly runtime: one wasmtime [`Engine`] per process, apps
+//! compiled once into pre-instantiated handles, and a fresh sandboxed
+//! instance for every event. Knows nothing about HTTP.
+
+mod convert;
+mod host_api;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::protocol::{CallAction, Callflow};
+use host_api::EventCtx;
+pub use host_api::{AppConfig, CallState, LogLimits};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "ivr-app",
+    imports: {
+        "ivr:app/state.set": trappable,
+    },
+    additional_derives: [PartialEq],
+});
+
+/// How often the epoch ticker advances; the run-time limit's granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Limits applied to every guest event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// CPU time a guest may run per event.
+    pub run_time: Duration,
+    /// Largest linear memory a guest may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Log output a guest may write per event.
+    pub log: LogLimits,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        Self {
+            run_time: Duration::from_millis(100),
+            memory_bytes: 32 * 1024 * 1024,
+            log: LogLimits::default(),
+        }
+    }
+}
+
+/// Sizing of the runtime shared by all apps.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeOptions {
+    /// The largest memory any app may be given (sizes the pooling allocator's slots).
+    pub max_memory_bytes: usize,
+    /// How many guest instances may exist at once, across all apps.
+    pub max_concurrent_instances: u32,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: 32 * 1024 * 1024,
+            max_concurrent_instances: 256,
+        }
+    }
+}
+
+/// The process-wide engine, the linker with the host's imports, and the
+/// epoch ticker thread that enforces run-time limits.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<EventCtx>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Create the engine (pooling allocator, epoch interruption) and start the ticker.
+    pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
+        let instances = options.max_concurrent_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 8)
+            .max_memories_per_component(2)
+            .max_memory_size(options.max_memory_bytes)
+            .linear_memory_keep_resident(128 * 1024)
+            .table_keep_resident(16 * 1024);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        IvrApp::add_to_linker::<EventCtx, wasmtime::component::HasSelf<EventCtx>>(
+            &mut linker,
+            |ctx| ctx,
+        )
+        .map_err(anyhow::Error::from)
+        .context("linking the ivr:app imports")?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.clone();
+        let stop = ticker_stop.clone();
+        std::thread::Builder::new()
+            .name("ivr-epoch-ticker".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .context("starting the epoch ticker thread")?;
+
+        Ok(Self {
+            engine,
+            linker,
+            ticker_stop,
+        })
+    }
+
+    /// Compile a component and check that it fits the `ivr-app` world.
+    ///
+    /// Blocking and CPU-heavy: call it off the async executor. Imports the
+    /// host does not provide are linked as functions that trap when called.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledApp, CompileError> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| CompileError::NotAComponent(format!("{e:#}")))?;
+        self.prepare(component)
+    }
+
+    fn prepare(&self, component: Component) -> Result<CompiledApp, CompileError> {
+        let mut linker = self.linker.clone();
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
+        let pre = IvrAppPre::new(pre).map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
+        Ok(CompiledApp { pre })
+    }
+
+    /// Run one VCA event on a fresh instance of `app`.
+    ///
+    /// Blocking (the guest runs on this thread, up to `limits.run_time`):
+    /// call it from a blocking-capable thread, not an async worker.
+    pub fn handle_call_action(
+        &self,
+        app: &CompiledApp,
+        event: &CallAction,
+        call: EventContext,
+        limits: &GuestLimits,
+    ) -> GuestOutcome {
+        let ctx = EventCtx::new(call, limits);
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        let ticks = limits
+            .run_time
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+
+        let wit_event = convert::event_to_wit(event);
+        let result = app
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_handle_call_action(&mut store, &wit_event));
+        let ctx = store.into_data();
+        let memory_exceeded = ctx.limiter.exceeded;
+        let (state, output) = ctx.finish();
+        let result = match result {
+            Ok(Ok(reply)) => Ok(convert::reply_from_wit(reply)),
+            Ok(Err(app_error)) => Err(Fault::AppError(app_error.message)),
+            Err(err) => Err(classify(err, memory_exceeded)),
+        };
+        GuestOutcome {
+            result,
+            state,
+            output,
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn classify(err: wasmtime::Error, memory_exceeded: bool) -> Fault {
+    if memory_exceeded {
+        return Fault::Memory(format!("{err:#}"));
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Fault::Deadline,
+        Some(_) | None => Fault::Trap(format!("{err:?}")),
+    }
+}
+
+/// A component compiled for this engine and checked against the world,
+/// ready to be instantiated cheaply for each event.
+#[derive(Clone)]
+pub struct CompiledApp {
+    pre: IvrAppPre<EventCtx>,
+}
+
+/// What the host knows about the call an event belongs to.
+pub struct EventContext {
+    /// App name, for log lines.
+    pub app: Arc<str>,
+    /// App version, for log lines.
+    pub version: Arc<str>,
+    /// The call's session id, for log lines.
+    pub session_id: String,
+    /// The call's state before this event.
+    pub state: CallState,
+    /// The app's configuration values.
+    pub config: Arc<AppConfig>,
+}
+
+/// The result of one guest run.
+pub struct GuestOutcome {
+    /// The callflow the guest chose, or why there is none.
+    pub result: Result<Callflow, Fault>,
+    /// The call's state after the event (commit it only on success).
+    pub state: CallState,
+    /// What the guest wrote to stdout and stderr (already logged).
+    pub output: Vec<u8>,
+}
+
+/// Why a guest produced no usable reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// The guest ran past its run-time limit.
+    #[error("deadline: the guest ran past its run-time limit")]
+    Deadline,
+    /// The guest tried to grow its memory past the cap.
+    #[error("memory: {0}")]
+    Memory(String),
+    /// The guest trapped (panic, unreachable, stack overflow, a denied import...).
+    #[error("trap: {0}")]
+    Trap(String),
+    /// The guest returned an error.
+    #[error("app error: {0}")]
+    AppError(String),
+    /// The reply broke one of 8x8's rules or the reply limits.
+    #[error("invalid reply: {0}")]
+    InvalidReply(String),
+    /// No app is routed for the call.
+    #[error("no route: {0}")]
+    NoRoute(String),
+}
+
+impl Fault {
+    /// A short machine-readable kind: `deadline`, `memory`, `trap`,
+    /// `app_error`, `invalid_reply`, `no_route`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Deadline => "deadline",
+            Fault::Memory(_) => "memory",
+            Fault::Trap(_) => "trap",
+            Fault::AppError(_) => "app_error",
+            Fault::InvalidReply(_) => "invalid_reply",
+            Fault::NoRoute(_) => "no_route",
+        }
+    }
+}
+
+/// Why a component was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// Not a WebAssembly component (a core module, or not wasm at all).
+    #[error("not a valid WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// A component that does not fit the `ivr:app/ivr-app` world.
+    #[error("the component does not fit the ivr:app/ivr-app world: {0}")]
+    WrongWorld(String),
+}
