@@ -231,6 +231,7 @@ enum RawEventData {
 
 /// Read a webhook body: the envelope, then the payload of a `CALL_ACTION`.
 pub fn parse_webhook(body: &[u8]) -> Result<Webhook, ParseError> {
+    expect_object(body, "body")?;
     let envelope: RawEnvelope = deserialize(body, "")?;
     let event_type = envelope
         .event_type
@@ -253,6 +254,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, ParseError> {
 
 /// Read the `payload` object of a VCA.
 fn parse_call_action(payload: &[u8]) -> Result<CallAction, ParseError> {
+    expect_object(payload, "payload")?;
     let raw: RawCallAction = deserialize(payload, "payload.")?;
     let session_id = raw
         .session_id
@@ -303,6 +305,17 @@ fn parse_call_action(payload: &[u8]) -> Result<CallAction, ParseError> {
         timestamp: raw.timestamp.unwrap_or_default(),
         client_action_id: raw.client_action_id,
     })
+}
+
+/// Refuse JSON that is not an object (serde would read a struct from an array).
+fn expect_object(bytes: &[u8], what: &str) -> Result<(), ParseError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Ok(());
+    }
+    match serde_json::from_slice::<de::IgnoredAny>(bytes) {
+        Ok(_) => Err(ParseError::new(format!("{what} must be a JSON object"))),
+        Err(err) => Err(ParseError::new(format!("body is not valid JSON: {err}"))),
+    }
 }
 
 /// Deserialize `bytes`, turning any error into one that names the field

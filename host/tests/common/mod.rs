@@ -1,0 +1,274 @@
+//! Test support: build the example guests, start the real `ivr-host`
+//! binary on ephemeral ports, talk to it over real HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Build every guest crate for wasm32-wasip2 (once per test process) and
+/// return the path of `package`'s component.
+pub fn guest(package: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = workspace();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(["-p", "hello", "-p", "bank-menu", "-p", "misbehave"])
+            .output()
+            .expect("running cargo to build the guests");
+        assert!(
+            output.status.success(),
+            "building the guests failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("wasm32-wasip2").join("release")
+    });
+    let path = dir.join(format!("{}.wasm", package.replace('-', "_")));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A running `ivr-host serve` process with its own data directory.
+pub struct Host {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of the webhook listener.
+    pub webhooks: String,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin: String,
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// Start `ivr-host serve` with `args` (listeners on ephemeral ports).
+    pub fn start(args: &[&str]) -> Host {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Start with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Host {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = std::fs::File::create(dir.path().join("host.log")).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ivr-host"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("IVR_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .envs(env.iter().copied())
+            .env("IVR_LOG", "info,guest=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut child = command.spawn().expect("starting ivr-host");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the ready line");
+        let log_path = dir.path().join("host.log");
+        if line.is_empty() {
+            let _ = child.wait();
+            panic!(
+                "ivr-host exited before listening:\n{}",
+                std::fs::read_to_string(log_path).unwrap_or_default()
+            );
+        }
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+                .to_owned()
+        };
+        Host {
+            webhooks: field("webhooks="),
+            admin: field("admin="),
+            child,
+            dir,
+        }
+    }
+
+    /// Everything the host logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
+    /// POST `body` to the webhook listener's `path`.
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        request(
+            "POST",
+            &format!("{}{path}", self.webhooks),
+            Some(body.as_bytes()),
+            &[],
+        )
+    }
+
+    /// POST a VCA and return the parsed callflow, asserting a 200.
+    pub fn vca(&self, body: &Value) -> Value {
+        let (status, text) = self.post("/webhooks/vca", &body.to_string());
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {text}"))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP request; returns the status and the body.
+pub fn request(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let result = match body {
+        Some(bytes) => agent.run(
+            builder
+                .header("content-type", "application/json")
+                .body(bytes.to_vec())
+                .unwrap(),
+        ),
+        None => agent.run(builder.body(()).unwrap()),
+    };
+    let mut response = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    (status, text)
+}
+
+/// Send raw bytes on a fresh connection and return the raw response.
+pub fn raw_request(base: &str, bytes: &[u8]) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A simulated caller: numbers its events and threads the session id and
+/// the `clientActionId` 8x8 would echo.
+pub struct Call {
+    pub session_id: String,
+    pub client_action_id: Option<String>,
+    events: u64,
+}
+
+impl Call {
+    /// A new call with a unique session id.
+    pub fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self {
+            session_id: format!("session-{}-{n}", std::process::id()),
+            client_action_id: None,
+            events: 0,
+        }
+    }
+
+    /// The next VCA of this call: first contact (inbound `CALL_RECEIVED`)
+    /// when `dtmf` is `None` and nothing was echoed yet, else an
+    /// `ACTION_COMPLETED` with the digits (or `null`).
+    pub fn event(&mut self, dtmf: Option<&str>) -> Value {
+        self.events += 1;
+        let mut payload = serde_json::json!({
+            "eventId": format!("{}-event-{}", self.session_id, self.events),
+            "callId": format!("{}-leg-a", self.session_id),
+            "sessionId": self.session_id,
+            "subAccountId": "account_x",
+            "callStatus": if self.client_action_id.is_some() { "ACTION_COMPLETED" } else { "CALL_RECEIVED" },
+            "callDirection": "INBOUND",
+            "callType": "PSTN",
+            "source": "+6591178965",
+            "destination": "+6568332048",
+            "sourceFormat": "MSISDN",
+            "destinationFormat": "MSISDN",
+            "sourceCountryCode": "SG",
+            "destinationCountryCode": "SG",
+            "destinationRefId": "virtual-number-trunk-01",
+            "callDuration": self.events * 5,
+            "sipCode": 200,
+            "timestamp": "2026-01-13T08:31:51.123Z",
+        });
+        if let Some(id) = &self.client_action_id {
+            payload["clientActionId"] = id.clone().into();
+            payload["eventData"] = serde_json::json!({ "dtmf": dtmf });
+        }
+        serde_json::json!({
+            "namespace": "VOICE",
+            "eventType": "CALL_ACTION",
+            "description": "Action request of a call",
+            "payload": payload,
+        })
+    }
+
+    /// Send the next event to `host`, remember the reply's
+    /// `clientActionId` as 8x8 would, and return the reply.
+    pub fn step(&mut self, host: &Host, dtmf: Option<&str>) -> Value {
+        let event = self.event(dtmf);
+        let reply = host.vca(&event);
+        self.client_action_id = reply
+            .get("clientActionId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        reply
+    }
+}
+
+impl Default for Call {
+    fn default() -> Self {
+        Self::new()
+    }
+}
