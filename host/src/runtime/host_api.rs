@@ -93,7 +93,7 @@ impl EventCtx {
         let output = self.output.take();
         if !output.is_empty() {
             let text = String::from_utf8_lossy(&output);
-            for line in text.lines() {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 self.emit(types::Level::Info, line);
             }
         }

@@ -4,6 +4,7 @@
 
 mod convert;
 mod host_api;
+mod sandbox;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -142,8 +143,7 @@ impl Runtime {
 
     fn prepare(&self, component: Component) -> Result<CompiledApp, CompileError> {
         let mut linker = self.linker.clone();
-        linker
-            .define_unknown_imports_as_traps(&component)
+        sandbox::stub_unknown_imports(&self.engine, &mut linker, &component)
             .map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
