@@ -22,29 +22,28 @@ impl AdminEdge {
         if path == "/healthz" {
             return health(&request);
         }
-        if let Err(response) = self.authorize(&request) {
-            return response;
+        if let Some(refusal) = self.refuse_unauthorized(&request) {
+            return refusal;
         }
         http::not_found(&path)
     }
 
-    fn authorize(&self, request: &Request<Incoming>) -> Result<(), HttpResponse> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
+    /// The `401` answer for a request without the right token, if any.
+    fn refuse_unauthorized(&self, request: &Request<Incoming>) -> Option<HttpResponse> {
+        let token = self.token.as_ref()?;
         let presented = request
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         match presented {
-            Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => Ok(()),
-            Some(_) => Err(http::error(
+            Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => None,
+            Some(_) => Some(http::error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "wrong bearer token",
             )),
-            None => Err(http::error(
+            None => Some(http::error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "missing Authorization: Bearer <IVR_ADMIN_TOKEN> header",
