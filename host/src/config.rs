@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
+use crate::apps::routes::RouteTable;
 use crate::protocol::ReplyLimits;
 use crate::runtime::{AppConfig, GuestLimits, LogLimits};
 
@@ -59,6 +60,13 @@ pub struct ServeArgs {
     /// Most actions in a reply [default: 32].
     #[arg(long, env = "IVR_REPLY_ACTIONS", value_name = "N")]
     pub reply_actions: Option<usize>,
+    /// Largest uploaded component, in MiB [default: 32].
+    #[arg(long, env = "IVR_UPLOAD_MIB", value_name = "MIB")]
+    pub upload_mib: Option<usize>,
+    /// How long a call keeps its version pin and state without an event, in
+    /// seconds [default: 7200].
+    #[arg(long, env = "IVR_CALL_IDLE_SECS", value_name = "SECS")]
+    pub call_idle_secs: Option<u64>,
 }
 
 /// `--app NAME=FILE`.
@@ -143,6 +151,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     admin_token: Option<String>,
     default_app: Option<String>,
+    call_idle_secs: Option<u64>,
+    routes: Option<RouteTable>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -157,6 +167,7 @@ struct FileLimits {
     webhook_body_kib: Option<usize>,
     reply_kib: Option<usize>,
     reply_actions: Option<usize>,
+    upload_mib: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +187,8 @@ pub struct Limits {
     pub webhook_body_bytes: usize,
     /// Reply size limits.
     pub reply: ReplyLimits,
+    /// Largest uploaded component, in bytes.
+    pub upload_bytes: usize,
 }
 
 /// The resolved settings of `ivr-host serve`.
@@ -193,8 +206,12 @@ pub struct Settings {
     pub apps: Vec<AppSource>,
     /// Configuration values per app.
     pub app_config: BTreeMap<String, AppConfig>,
-    /// The app answering unrouted calls.
+    /// The app answering unrouted calls (overrides the routes' default).
     pub default_app: Option<String>,
+    /// Routes from the config file (replace the stored routes at start).
+    pub routes: Option<RouteTable>,
+    /// How long a call keeps its pin and state without an event.
+    pub call_idle_ttl: Duration,
     /// Limits.
     pub limits: Limits,
 }
@@ -255,11 +272,18 @@ impl Settings {
             .reply_actions
             .or(file.limits.reply_actions)
             .unwrap_or(32);
+        let upload_mib = args.upload_mib.or(file.limits.upload_mib).unwrap_or(32);
+        let call_idle_secs = args
+            .call_idle_secs
+            .or(file.call_idle_secs)
+            .unwrap_or(2 * 60 * 60);
         if guest_time_ms == 0
             || guest_memory_mib == 0
             || webhook_body_kib == 0
             || reply_kib == 0
             || reply_actions == 0
+            || upload_mib == 0
+            || call_idle_secs == 0
         {
             bail!("limits must be greater than zero");
         }
@@ -287,6 +311,8 @@ impl Settings {
             apps,
             app_config,
             default_app: args.default_app.or(file.default_app),
+            routes: file.routes,
+            call_idle_ttl: Duration::from_secs(call_idle_secs),
             limits: Limits {
                 guest: GuestLimits {
                     run_time: Duration::from_millis(guest_time_ms),
@@ -298,6 +324,7 @@ impl Settings {
                     max_actions: reply_actions,
                     max_bytes: reply_kib * 1024,
                 },
+                upload_bytes: upload_mib * 1024 * 1024,
             },
         };
         if let Some(name) = &settings.default_app {

@@ -91,7 +91,7 @@ impl IvrService {
     async fn decide(&self, event: CallAction) -> Bytes {
         let started = Instant::now();
         let snapshot = self.apps.snapshot();
-        let app = match snapshot.route(&event) {
+        let app = match self.apps.resolve(&snapshot, &event) {
             Ok(app) => app,
             Err(reason) => {
                 let fault = Fault::NoRoute(reason);
@@ -101,10 +101,10 @@ impl IvrService {
         };
         let call = EventContext {
             app: app.name.clone(),
-            version: app.version.clone(),
+            version: app.version_label.clone(),
             session_id: event.session_id.clone(),
             state: self.states.load(&event.session_id),
-            config: app.config.clone(),
+            config: snapshot.config(&app.name),
         };
         let runtime = self.runtime.clone();
         let limits = self.guest_limits;
@@ -119,7 +119,7 @@ impl IvrService {
         let (outcome, event) = match joined {
             Ok(done) => done,
             Err(err) => {
-                tracing::error!(app = %app.name, version = %app.version, "guest run aborted: {err}; answering with the fallback callflow");
+                tracing::error!(app = %app.name, version = app.version, "guest run aborted: {err}; answering with the fallback callflow");
                 return self.fallback.clone();
             }
         };
@@ -135,12 +135,12 @@ impl IvrService {
         match checked {
             Ok(json) => {
                 self.states.commit(&event.session_id, outcome.state);
-                tracing::debug!(app = %app.name, version = %app.version, session = %event.session_id, event = %event.event_id, elapsed_us, "answered");
+                tracing::debug!(app = %app.name, version = app.version, session = %event.session_id, event = %event.event_id, elapsed_us, "answered");
                 Bytes::from(json)
             }
             Err(fault) => {
                 tracing::warn!(
-                    app = %app.name, version = %app.version, session = %event.session_id, event = %event.event_id,
+                    app = %app.name, version = app.version, session = %event.session_id, event = %event.event_id,
                     kind = fault.kind(), elapsed_us, "{fault}; answering with the fallback callflow"
                 );
                 self.fallback.clone()

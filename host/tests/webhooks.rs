@@ -245,7 +245,7 @@ fn guest_stdout_and_stderr_go_to_the_host_log() {
 fn no_app_loaded_gets_the_fallback() {
     let host = Host::start(&[]);
     assert_eq!(press(&host, "1"), FALLBACK);
-    assert!(host.log().contains("no app is loaded"));
+    assert!(host.log().contains("no app is deployed"));
 }
 
 #[test]

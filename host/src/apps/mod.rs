@@ -1,97 +1,445 @@
-//! The app registry: which compiled apps exist and which one answers a call.
+//! The app registry: deployed apps and their versions, which version is
+//! active, routes, per-app configuration and per-call pins.
 //!
-//! Readers take an immutable snapshot at the start of an event, so a change
-//! made meanwhile never affects an event in progress.
+//! Readers take an immutable [`Snapshot`] at the start of an event, so a
+//! deploy, rollback or route change made meanwhile never affects an event in
+//! progress. Writers are serialized, compile off the async executor, make the
+//! change durable (blob file, compile cache, one SQLite transaction) and only
+//! then swap the snapshot: what was acknowledged survives a crash, and what
+//! was not never becomes active half-written.
+
+pub mod pins;
+pub mod routes;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 
+use crate::config::validate_app_name;
 use crate::protocol::CallAction;
-use crate::runtime::{AppConfig, CompiledApp};
+use crate::runtime::{AppConfig, CompileError, CompiledApp, Runtime};
+use crate::store::db::{AppRecord, MetadataStore, VersionRecord};
+use crate::store::files::{BlobStore, sha256_hex};
+use pins::PinTable;
+use routes::RouteTable;
 
 /// One app version, compiled and ready to run.
 pub struct LoadedApp {
-    /// The app's name (a route target).
+    /// The app's name.
     pub name: Arc<str>,
-    /// The version id: the first 12 hex digits of the component's sha256.
-    pub version: Arc<str>,
-    /// The full sha256 of the component bytes, hex.
+    /// The version number.
+    pub version: u32,
+    /// The version number as text, for log lines.
+    pub version_label: Arc<str>,
+    /// sha256 of the component bytes, hex.
     pub sha256: String,
     /// The compiled component.
     pub compiled: CompiledApp,
+}
+
+/// An app as the snapshot knows it.
+#[derive(Clone)]
+pub struct AppSlot {
+    /// The version answering new calls, if any.
+    pub active: Option<Arc<LoadedApp>>,
     /// The app's configuration values.
     pub config: Arc<AppConfig>,
 }
 
-impl LoadedApp {
-    /// Wrap a compiled component, deriving its version from `bytes`.
-    pub fn new(name: &str, bytes: &[u8], compiled: CompiledApp, config: AppConfig) -> Self {
-        let sha256 = hex::encode(Sha256::digest(bytes));
-        Self {
-            name: name.into(),
-            version: sha256[..12].into(),
-            sha256,
-            compiled,
-            config: Arc::new(config),
-        }
-    }
-}
-
 /// An immutable view of the registry.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Snapshot {
-    apps: BTreeMap<String, Arc<LoadedApp>>,
-    default_app: Option<String>,
+    apps: BTreeMap<String, AppSlot>,
+    routes: RouteTable,
 }
 
 impl Snapshot {
-    /// The app that answers `event`: the default app (or the only app).
-    pub fn route(&self, _event: &CallAction) -> Result<Arc<LoadedApp>, String> {
-        let name = match (&self.default_app, self.apps.len()) {
-            (Some(name), _) => name,
-            (None, 1) => self.apps.keys().next().ok_or("no app is loaded")?,
-            (None, 0) => return Err("no app is loaded".into()),
-            (None, _) => return Err("several apps are loaded and no default app is set".into()),
-        };
+    /// The active version routed for `event`, or why there is none.
+    pub fn route(&self, event: &CallAction) -> Result<Arc<LoadedApp>, String> {
+        let only_app = (self.apps.len() == 1)
+            .then(|| self.apps.keys().next().map(String::as_str))
+            .flatten();
+        let name = self
+            .routes
+            .pick(event, only_app)
+            .ok_or_else(|| match self.apps.len() {
+                0 => "no app is deployed".to_owned(),
+                _ => format!(
+                    "no route matches virtual number {:?} or subaccount {:?}, and no default app is set",
+                    event.virtual_number(),
+                    event.sub_account_id
+                ),
+            })?;
         self.apps
             .get(name)
-            .cloned()
-            .ok_or_else(|| format!("the default app {name:?} is not loaded"))
+            .and_then(|slot| slot.active.clone())
+            .ok_or_else(|| format!("the routed app {name:?} has no active version"))
     }
 
-    /// The loaded apps, by name.
-    pub fn apps(&self) -> impl Iterator<Item = &Arc<LoadedApp>> {
-        self.apps.values()
+    /// An app's configuration.
+    pub fn config(&self, app: &str) -> Arc<AppConfig> {
+        self.apps
+            .get(app)
+            .map(|s| s.config.clone())
+            .unwrap_or_default()
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
     }
 }
 
-/// The registry of loaded apps.
+/// Why an admin operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No such app or version (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is invalid (422), e.g. a bad name or route.
+    #[error("{0}")]
+    Invalid(String),
+    /// The component was refused (422).
+    #[error("{0}")]
+    Refused(#[from] CompileError),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The host failed (500).
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The result of a deploy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    /// App name.
+    pub name: String,
+    /// The active version.
+    #[serde(flatten)]
+    pub record: VersionRecord,
+    /// True when the bytes were already the active version (nothing changed).
+    pub unchanged: bool,
+}
+
+/// Where the registry keeps its files.
+#[derive(Debug, Clone)]
+pub struct RegistryPaths {
+    /// Content-addressed component files.
+    pub components: PathBuf,
+    /// Compiled code, per engine.
+    pub compiled: PathBuf,
+}
+
+/// The registry.
 pub struct AppRegistry {
     current: ArcSwap<Snapshot>,
+    pins: PinTable,
+    writer: tokio::sync::Mutex<()>,
+    runtime: Arc<Runtime>,
+    db: Arc<dyn MetadataStore>,
+    blobs: BlobStore,
+    compiled_dir: PathBuf,
 }
 
+/// How long a call stays pinned without an event (default).
+pub const DEFAULT_PIN_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+/// Most calls pinned at once.
+const MAX_PINNED_CALLS: usize = 200_000;
+
 impl AppRegistry {
-    /// A registry serving `apps`, with `default_app` answering unrouted calls.
-    pub fn new(apps: Vec<LoadedApp>, default_app: Option<String>) -> anyhow::Result<Self> {
-        let apps: BTreeMap<_, _> = apps
-            .into_iter()
-            .map(|a| (a.name.to_string(), Arc::new(a)))
-            .collect();
-        if let Some(name) = &default_app
-            && !apps.contains_key(name)
-        {
-            anyhow::bail!("the default app {name:?} is not among the loaded apps");
+    /// Open the registry: read the stored apps and load every active version
+    /// (from the compile cache when possible).
+    pub async fn open(
+        runtime: Arc<Runtime>,
+        db: Arc<dyn MetadataStore>,
+        paths: RegistryPaths,
+        pin_ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        let registry = Self {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            pins: PinTable::new(MAX_PINNED_CALLS, pin_ttl),
+            writer: tokio::sync::Mutex::new(()),
+            runtime,
+            db,
+            blobs: BlobStore::new(paths.components),
+            compiled_dir: paths.compiled,
+        };
+        let _guard = registry.writer.lock().await;
+        let records = registry.blocking(|db| db.apps()).await?;
+        let mut apps = BTreeMap::new();
+        for record in records {
+            let active = match record.active() {
+                Some(v) => Some(registry.load_version(&record.name, v).await.with_context(
+                    || format!("loading version {} of {:?}", v.version, record.name),
+                )?),
+                None => None,
+            };
+            apps.insert(
+                record.name.clone(),
+                AppSlot {
+                    active,
+                    config: Arc::new(record.config),
+                },
+            );
         }
-        Ok(Self {
-            current: ArcSwap::from_pointee(Snapshot { apps, default_app }),
-        })
+        let routes = registry.blocking(|db| db.routes()).await?;
+        registry.current.store(Arc::new(Snapshot { apps, routes }));
+        drop(_guard);
+        Ok(registry)
     }
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The version answering `event`'s call: the one pinned to its session,
+    /// else the routed app's active version (which is then pinned).
+    pub fn resolve(
+        &self,
+        snapshot: &Snapshot,
+        event: &CallAction,
+    ) -> Result<Arc<LoadedApp>, String> {
+        self.pins
+            .get_or_pin(&event.session_id, || snapshot.route(event))
+    }
+
+    /// Forget a call's pin (it ended).
+    pub fn release(&self, session_id: &str) {
+        self.pins.release(session_id);
+    }
+
+    /// How many calls are pinned.
+    pub fn pinned_calls(&self) -> usize {
+        self.pins.len()
+    }
+
+    /// Every app with its versions.
+    pub async fn list(&self) -> Result<Vec<AppRecord>, AdminError> {
+        Ok(self.blocking(|db| db.apps()).await?)
+    }
+
+    /// One app.
+    pub async fn show(&self, name: &str) -> Result<AppRecord, AdminError> {
+        self.list()
+            .await?
+            .into_iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| AdminError::NotFound(format!("no app named {name:?}")))
+    }
+
+    /// Deploy `bytes` as the new active version of `name`: check it fits the
+    /// world, store it durably, then make it live for new calls.
+    pub async fn deploy(&self, name: &str, bytes: Vec<u8>) -> Result<Deployed, AdminError> {
+        validate_app_name(name).map_err(AdminError::Invalid)?;
+        let _guard = self.writer.lock().await;
+        let sha256 = sha256_hex(&bytes);
+        if let Some(record) = self.active_record(name).await?
+            && record.sha256 == sha256
+        {
+            return Ok(Deployed {
+                name: name.to_owned(),
+                record,
+                unchanged: true,
+            });
+        }
+        let size = bytes.len() as u64;
+        let runtime = self.runtime.clone();
+        let blobs = self.blobs.clone();
+        let compiled_dir = self.compiled_dir.clone();
+        let sha = sha256.clone();
+        let compiled = tokio::task::spawn_blocking(move || -> Result<CompiledApp, AdminError> {
+            let compiled = runtime.compile(&bytes)?;
+            blobs.put(&sha, &bytes)?;
+            if let Err(err) = runtime.store_cached(&compiled_dir, &sha, &compiled) {
+                tracing::warn!("could not write the compile cache: {err:#}");
+            }
+            Ok(compiled)
+        })
+        .await
+        .map_err(|e| AdminError::Internal(anyhow::anyhow!("compile task failed: {e}")))??;
+        let app_name = name.to_owned();
+        let sha = sha256.clone();
+        let record = self
+            .blocking(move |db| db.add_active_version(&app_name, &sha, size))
+            .await?;
+        self.activate_in_snapshot(name, Some(self.loaded(name, &record, compiled)));
+        tracing::info!(app = name, version = record.version, sha256 = %record.sha256, "deployed and active");
+        Ok(Deployed {
+            name: name.to_owned(),
+            record,
+            unchanged: false,
+        })
+    }
+
+    /// Make `version` (default: the one before the active one) active again.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<VersionRecord, AdminError> {
+        let _guard = self.writer.lock().await;
+        let app = self.show(name).await?;
+        let target = match version {
+            Some(v) => app
+                .versions
+                .iter()
+                .find(|r| r.version == v)
+                .ok_or_else(|| AdminError::NotFound(format!("{name:?} has no version {v}")))?,
+            None => {
+                let active = app.active_version.unwrap_or(u32::MAX);
+                app.versions
+                    .iter()
+                    .rev()
+                    .find(|r| r.version < active)
+                    .ok_or_else(|| {
+                        AdminError::Conflict(format!("{name:?} has no version before {active}"))
+                    })?
+            }
+        };
+        let loaded = self.load_version(name, target).await?;
+        let (app_name, v) = (name.to_owned(), target.version);
+        let record = self.blocking(move |db| db.activate(&app_name, v)).await?;
+        self.activate_in_snapshot(name, Some(loaded));
+        tracing::info!(app = name, version = record.version, "rolled back; active");
+        Ok(record)
+    }
+
+    /// Remove an app. Refused while a route names it.
+    pub async fn delete(&self, name: &str) -> Result<(), AdminError> {
+        let _guard = self.writer.lock().await;
+        let snapshot = self.snapshot();
+        if !snapshot.apps.contains_key(name) {
+            return Err(AdminError::NotFound(format!("no app named {name:?}")));
+        }
+        if snapshot.routes.mentions(name) {
+            return Err(AdminError::Conflict(format!(
+                "{name:?} is named in the routes; change the routes first"
+            )));
+        }
+        let app_name = name.to_owned();
+        self.blocking(move |db| db.delete_app(&app_name)).await?;
+        let mut next = (*snapshot).clone();
+        next.apps.remove(name);
+        self.current.store(Arc::new(next));
+        tracing::info!(
+            app = name,
+            "deleted (calls in progress finish on their version)"
+        );
+        Ok(())
+    }
+
+    /// Replace an app's configuration.
+    pub async fn set_config(&self, name: &str, config: AppConfig) -> Result<(), AdminError> {
+        validate_app_name(name).map_err(AdminError::Invalid)?;
+        let _guard = self.writer.lock().await;
+        let (app_name, stored) = (name.to_owned(), config.clone());
+        self.blocking(move |db| db.set_config(&app_name, &stored))
+            .await?;
+        let snapshot = self.snapshot();
+        let mut next = (*snapshot).clone();
+        next.apps
+            .entry(name.to_owned())
+            .and_modify(|slot| slot.config = Arc::new(config.clone()))
+            .or_insert_with(|| AppSlot {
+                active: None,
+                config: Arc::new(config),
+            });
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Replace the routing table, after checking it.
+    pub async fn set_routes(&self, routes: RouteTable) -> Result<(), AdminError> {
+        let _guard = self.writer.lock().await;
+        let snapshot = self.snapshot();
+        routes
+            .validate(|app| snapshot.apps.contains_key(app))
+            .map_err(AdminError::Invalid)?;
+        let stored = routes.clone();
+        self.blocking(move |db| db.set_routes(&stored)).await?;
+        let mut next = (*snapshot).clone();
+        next.routes = routes;
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    async fn active_record(&self, name: &str) -> Result<Option<VersionRecord>, AdminError> {
+        let apps = self.blocking(|db| db.apps()).await?;
+        Ok(apps
+            .into_iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.active().cloned()))
+    }
+
+    fn loaded(&self, name: &str, record: &VersionRecord, compiled: CompiledApp) -> Arc<LoadedApp> {
+        Arc::new(LoadedApp {
+            name: name.into(),
+            version: record.version,
+            version_label: record.version.to_string().into(),
+            sha256: record.sha256.clone(),
+            compiled,
+        })
+    }
+
+    /// Load a stored version: the compile cache, else the stored component.
+    async fn load_version(
+        &self,
+        name: &str,
+        record: &VersionRecord,
+    ) -> Result<Arc<LoadedApp>, AdminError> {
+        let snapshot = self.snapshot();
+        if let Some(active) = snapshot.apps.get(name).and_then(|s| s.active.as_ref())
+            && active.version == record.version
+        {
+            return Ok(active.clone());
+        }
+        let runtime = self.runtime.clone();
+        let blobs = self.blobs.clone();
+        let compiled_dir = self.compiled_dir.clone();
+        let sha = record.sha256.clone();
+        let app = name.to_owned();
+        let version = record.version;
+        let compiled = tokio::task::spawn_blocking(move || -> Result<CompiledApp, AdminError> {
+            if let Some(compiled) = runtime.load_cached(&compiled_dir, &sha) {
+                tracing::info!(app, version, source = "cache", "app loaded");
+                return Ok(compiled);
+            }
+            let bytes = blobs.get(&sha)?;
+            let compiled = runtime.compile(&bytes)?;
+            if let Err(err) = runtime.store_cached(&compiled_dir, &sha, &compiled) {
+                tracing::warn!("could not write the compile cache: {err:#}");
+            }
+            tracing::info!(app, version, source = "compiled", "app loaded");
+            Ok(compiled)
+        })
+        .await
+        .map_err(|e| AdminError::Internal(anyhow::anyhow!("load task failed: {e}")))??;
+        Ok(self.loaded(name, record, compiled))
+    }
+
+    fn activate_in_snapshot(&self, name: &str, active: Option<Arc<LoadedApp>>) {
+        let snapshot = self.snapshot();
+        let mut next = (*snapshot).clone();
+        let config = next.config(name);
+        next.apps
+            .insert(name.to_owned(), AppSlot { active, config });
+        self.current.store(Arc::new(next));
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn MetadataStore) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(db.as_ref()))
+            .await
+            .context("database task failed")?
     }
 }

@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::apps::{AppRegistry, LoadedApp};
+use crate::apps::{AppRegistry, RegistryPaths};
 use crate::config::{ServeArgs, Settings};
 use crate::edge::{self, AdminEdge, WebhookEdge};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::IvrService;
+use crate::store::db::SqliteStore;
 use crate::store::{CallStateStore, ReplyCache};
 
-/// How long a call's state is kept without an event.
-const CALL_IDLE_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 /// Most calls with state at once.
 const MAX_CALLS_WITH_STATE: usize = 100_000;
 /// How long the first reply to an event id is kept for repeated deliveries.
@@ -44,12 +43,28 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         max_memory_bytes: settings.limits.guest.memory_bytes,
         ..RuntimeOptions::default()
     })?);
-    let apps = load_apps(&runtime, &settings).await?;
-    let registry = AppRegistry::new(apps, settings.default_app.clone())?;
+    let db = Arc::new(SqliteStore::open(&settings.data_dir.join("ivr.sqlite3"))?);
+    let started = std::time::Instant::now();
+    let registry = AppRegistry::open(
+        runtime.clone(),
+        db,
+        RegistryPaths {
+            components: settings.data_dir.join("components"),
+            compiled: settings.data_dir.join("compiled"),
+        },
+        settings.call_idle_ttl,
+    )
+    .await?;
+    apply_startup_settings(&registry, &settings).await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "apps ready"
+    );
+
     let service = Arc::new(IvrService::new(
         runtime,
         registry,
-        CallStateStore::new(MAX_CALLS_WITH_STATE, CALL_IDLE_TTL),
+        CallStateStore::new(MAX_CALLS_WITH_STATE, settings.call_idle_ttl),
         ReplyCache::new(MAX_REMEMBERED_REPLIES, REPLY_TTL),
         settings.limits.guest,
         settings.limits.reply,
@@ -78,6 +93,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         admin_listener,
         Arc::new(AdminEdge {
             token: settings.admin_token.clone(),
+            service: service.clone(),
+            upload_limit: settings.limits.upload_bytes,
         }),
         stop_rx,
     ));
@@ -98,22 +115,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Compile every `--app` (and config-file app) off the async executor.
-async fn load_apps(runtime: &Arc<Runtime>, settings: &Settings) -> anyhow::Result<Vec<LoadedApp>> {
-    let mut loaded = Vec::new();
+/// Apply what the flags and the config file say, as if through the admin
+/// API: deploy each `--app` file (unchanged bytes stay the same version),
+/// merge configuration values, replace routes, set the default app.
+async fn apply_startup_settings(registry: &AppRegistry, settings: &Settings) -> anyhow::Result<()> {
     for source in &settings.apps {
         let bytes = std::fs::read(&source.file).with_context(|| {
             format!(
-                "reading app {:?} from {}",
+                "loading app {:?} from {}",
                 source.name,
                 source.file.display()
             )
         })?;
-        let compile_runtime = runtime.clone();
-        let compile_bytes = bytes.clone();
-        let compiled = tokio::task::spawn_blocking(move || compile_runtime.compile(&compile_bytes))
+        let deployed = registry
+            .deploy(&source.name, bytes)
             .await
-            .context("compiling")?
             .with_context(|| {
                 format!(
                     "loading app {:?} from {}",
@@ -121,21 +137,33 @@ async fn load_apps(runtime: &Arc<Runtime>, settings: &Settings) -> anyhow::Resul
                     source.file.display()
                 )
             })?;
-        let config = settings
-            .app_config
-            .get(&source.name)
-            .cloned()
-            .unwrap_or_default();
-        let app = LoadedApp::new(&source.name, &bytes, compiled, config);
-        tracing::info!(app = %app.name, version = %app.version, size = bytes.len(), "app loaded");
-        loaded.push(app);
-    }
-    for name in settings.app_config.keys() {
-        if !settings.apps.iter().any(|a| &a.name == name) {
-            tracing::warn!(app = %name, "configuration given for an app that is not loaded");
+        if !deployed.unchanged {
+            tracing::info!(app = %source.name, version = deployed.record.version, file = %source.file.display(), "deployed from the command line");
         }
     }
-    Ok(loaded)
+    let snapshot = registry.snapshot();
+    for (name, values) in &settings.app_config {
+        let mut config = (*snapshot.config(name)).clone();
+        config.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        registry
+            .set_config(name, config)
+            .await
+            .with_context(|| format!("setting the configuration of {name:?}"))?;
+    }
+    if settings.routes.is_some() || settings.default_app.is_some() {
+        let mut routes = settings
+            .routes
+            .clone()
+            .unwrap_or_else(|| registry.snapshot().routes().clone());
+        if let Some(default_app) = &settings.default_app {
+            routes.default_app = Some(default_app.clone());
+        }
+        registry
+            .set_routes(routes)
+            .await
+            .context("applying the configured routes")?;
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

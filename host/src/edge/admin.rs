@@ -1,18 +1,41 @@
-//! The admin listener: operator endpoints behind a bearer token.
+//! The admin listener: deploy, inspect and roll back apps, set their
+//! configuration and the routes. Every request but `/healthz` needs the
+//! bearer token when one is configured.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
-use hyper::{Request, StatusCode};
+use hyper::{Method, Request, StatusCode};
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::http::{self, HttpResponse};
 use super::webhooks::health;
+use crate::apps::routes::RouteTable;
+use crate::apps::{AdminError, AppRegistry};
+use crate::runtime::AppConfig;
+use crate::service::IvrService;
+
+/// Largest JSON body accepted for routes, config and rollback requests.
+const JSON_BODY_LIMIT: usize = 1024 * 1024;
 
 /// What the admin listener needs.
 pub struct AdminEdge {
     /// The bearer token required on every request but `/healthz`; `None` on
     /// a loopback listener started without one.
     pub token: Option<String>,
+    /// The service whose apps are administered.
+    pub service: Arc<IvrService>,
+    /// Largest accepted component upload, in bytes.
+    pub upload_limit: usize,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    version: Option<u32>,
 }
 
 impl AdminEdge {
@@ -25,7 +48,96 @@ impl AdminEdge {
         if let Some(refusal) = self.refuse_unauthorized(&request) {
             return refusal;
         }
-        http::not_found(&path)
+        let apps = self.service.apps();
+        let method = request.method().clone();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match segments.as_slice() {
+            ["apps"] => match method {
+                Method::GET => to_json(
+                    StatusCode::OK,
+                    apps.list().await.map(|a| serde_json::json!({ "apps": a })),
+                ),
+                _ => http::method_not_allowed(&method, &path, "GET"),
+            },
+            ["apps", name] => match method {
+                Method::GET => to_json(StatusCode::OK, apps.show(name).await),
+                Method::PUT => self.deploy(apps, name, request).await,
+                Method::DELETE => to_json(
+                    StatusCode::OK,
+                    apps.delete(name)
+                        .await
+                        .map(|()| serde_json::json!({ "deleted": name })),
+                ),
+                _ => http::method_not_allowed(&method, &path, "GET, PUT, DELETE"),
+            },
+            ["apps", name, "rollback"] => match method {
+                Method::POST => {
+                    let body: RollbackRequest = match read_json(request, true).await {
+                        Ok(body) => body,
+                        Err(response) => return response,
+                    };
+                    to_json(StatusCode::OK, apps.rollback(name, body.version).await)
+                }
+                _ => http::method_not_allowed(&method, &path, "POST"),
+            },
+            ["apps", name, "config"] => match method {
+                Method::GET => to_json(StatusCode::OK, apps.show(name).await.map(|a| a.config)),
+                Method::PUT => {
+                    let config: AppConfig = match read_json(request, false).await {
+                        Ok(config) => config,
+                        Err(response) => return response,
+                    };
+                    to_json(
+                        StatusCode::OK,
+                        apps.set_config(name, config.clone()).await.map(|()| config),
+                    )
+                }
+                _ => http::method_not_allowed(&method, &path, "GET, PUT"),
+            },
+            ["routes"] => match method {
+                Method::GET => to_json(
+                    StatusCode::OK,
+                    Ok::<_, AdminError>(apps.snapshot().routes().clone()),
+                ),
+                Method::PUT => {
+                    let routes: RouteTable = match read_json(request, false).await {
+                        Ok(routes) => routes,
+                        Err(response) => return response,
+                    };
+                    to_json(
+                        StatusCode::OK,
+                        apps.set_routes(routes.clone()).await.map(|()| routes),
+                    )
+                }
+                _ => http::method_not_allowed(&method, &path, "GET, PUT"),
+            },
+            _ => http::not_found(&path),
+        }
+    }
+
+    async fn deploy(
+        &self,
+        apps: &AppRegistry,
+        name: &str,
+        request: Request<Incoming>,
+    ) -> HttpResponse {
+        let bytes = match http::read_body(request, self.upload_limit).await {
+            Ok(bytes) => bytes,
+            Err(response) => return response,
+        };
+        if bytes.is_empty() {
+            return http::error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid component",
+                "the body is empty; send the component bytes",
+            );
+        }
+        match apps.deploy(name, bytes.to_vec()).await {
+            Ok(deployed) if deployed.unchanged => {
+                to_json(StatusCode::OK, Ok::<_, AdminError>(deployed))
+            }
+            result => to_json(StatusCode::CREATED, result),
+        }
     }
 
     /// The `401` answer for a request without the right token, if any.
@@ -48,6 +160,42 @@ impl AdminEdge {
                 "unauthorized",
                 "missing Authorization: Bearer <IVR_ADMIN_TOKEN> header",
             )),
+        }
+    }
+}
+
+/// Read a JSON body (an empty body is the default value when `empty_ok`).
+async fn read_json<T: for<'de> Deserialize<'de> + Default>(
+    request: Request<Incoming>,
+    empty_ok: bool,
+) -> Result<T, HttpResponse> {
+    let bytes: Bytes = http::read_body(request, JSON_BODY_LIMIT).await?;
+    if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|err| http::error(StatusCode::BAD_REQUEST, "invalid JSON body", err))
+}
+
+/// `status` with `value` as JSON, or the error's status and reason.
+fn to_json<T: serde::Serialize>(status: StatusCode, result: Result<T, AdminError>) -> HttpResponse {
+    match result {
+        Ok(value) => match serde_json::to_vec(&value) {
+            Ok(body) => http::json(status, body),
+            Err(err) => http::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", err),
+        },
+        Err(err) => {
+            let (status, kind) = match &err {
+                AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not found"),
+                AdminError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid request"),
+                AdminError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "component refused"),
+                AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+            };
+            if status.is_server_error() {
+                tracing::error!("admin request failed: {err}");
+            }
+            http::error(status, kind, err)
         }
     }
 }

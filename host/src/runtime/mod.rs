@@ -6,6 +6,8 @@ mod convert;
 mod host_api;
 mod sandbox;
 
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -139,6 +141,71 @@ impl Runtime {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| CompileError::NotAComponent(format!("{e:#}")))?;
         self.prepare(component)
+    }
+
+    /// The compile cache's directory for this engine: artifacts from another
+    /// wasmtime version or configuration are never looked at.
+    pub fn cache_dir(&self, root: &Path) -> PathBuf {
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        root.join(format!("{:016x}", hasher.finish()))
+    }
+
+    /// Load the component `sha256` from the compile cache, if this host wrote
+    /// an intact artifact for it. Any problem is a miss (logged), never an error.
+    pub fn load_cached(&self, cache_root: &Path, sha256: &str) -> Option<CompiledApp> {
+        let dir = self.cache_dir(cache_root);
+        let artifact = dir.join(format!("{sha256}.cwasm"));
+        let seal = dir.join(format!("{sha256}.cwasm.sha256"));
+        let (bytes, expected) = match (std::fs::read(&artifact), std::fs::read_to_string(&seal)) {
+            (Ok(bytes), Ok(expected)) => (bytes, expected),
+            _ => return None,
+        };
+        if crate::store::files::sha256_hex(&bytes) != expected.trim() {
+            tracing::warn!(artifact = %artifact.display(), "compiled artifact does not match its seal; recompiling");
+            return None;
+        }
+        // SAFETY: the artifact was written by `store_cached` of a host with
+        // this engine configuration (the directory is keyed by the engine's
+        // compatibility hash) and is byte-for-byte what it wrote (the seal).
+        let component = match unsafe { Component::deserialize(&self.engine, &bytes) } {
+            Ok(component) => component,
+            Err(err) => {
+                tracing::warn!(artifact = %artifact.display(), "cannot load compiled artifact ({err}); recompiling");
+                return None;
+            }
+        };
+        match self.prepare(component) {
+            Ok(app) => Some(app),
+            Err(err) => {
+                tracing::warn!(artifact = %artifact.display(), "cached artifact unusable ({err}); recompiling");
+                None
+            }
+        }
+    }
+
+    /// Write `app`'s compiled code to the cache (atomically, with a seal).
+    pub fn store_cached(
+        &self,
+        cache_root: &Path,
+        sha256: &str,
+        app: &CompiledApp,
+    ) -> anyhow::Result<()> {
+        let dir = self.cache_dir(cache_root);
+        let bytes = app
+            .pre
+            .instance_pre()
+            .component()
+            .serialize()
+            .map_err(anyhow::Error::from)
+            .context("serializing compiled code")?;
+        crate::store::files::write_atomic(&dir.join(format!("{sha256}.cwasm")), &bytes)?;
+        crate::store::files::write_atomic(
+            &dir.join(format!("{sha256}.cwasm.sha256")),
+            crate::store::files::sha256_hex(&bytes).as_bytes(),
+        )
     }
 
     fn prepare(&self, component: Component) -> Result<CompiledApp, CompileError> {

@@ -1,7 +1,10 @@
-//! Where the host keeps what outlives one event: per-call state and the
-//! replies already given (in memory for now).
+//! Where the host keeps what outlives one event: metadata in SQLite,
+//! component files, and (in memory) per-call state and the replies already
+//! given.
 
 pub mod call_state;
+pub mod db;
+pub mod files;
 pub mod replies;
 
 pub use call_state::CallStateStore;
