@@ -1,5 +1,7 @@
 //! The `ivr-host` command line: one file per subcommand.
 
+mod admin;
+mod client;
 mod serve;
 
 use std::process::ExitCode;
@@ -18,8 +20,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the host: answer 8x8 webhooks with the loaded apps.
+    /// Run the host: answer 8x8 webhooks with the deployed apps.
     Serve(ServeArgs),
+    /// Upload a component as the new active version of an app.
+    Deploy(admin::DeployArgs),
+    /// List apps, or show one.
+    Apps(admin::AppsArgs),
+    /// Make an earlier version of an app active again.
+    Rollback(admin::RollbackArgs),
+    /// Show or replace the routes.
+    Routes(admin::RoutesArgs),
+    /// Show or change an app's configuration values.
+    Config(admin::ConfigArgs),
 }
 
 /// Parse the command line and run it.
@@ -28,6 +40,11 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve::run(args),
+        Command::Deploy(args) => admin::deploy(args),
+        Command::Apps(args) => admin::apps(args),
+        Command::Rollback(args) => admin::rollback(args),
+        Command::Routes(args) => admin::routes(args),
+        Command::Config(args) => admin::config(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -138,6 +138,21 @@ impl Runtime {
     /// Blocking and CPU-heavy: call it off the async executor. Imports the
     /// host does not provide are linked as functions that trap when called.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledApp, CompileError> {
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
+            Some([0, b'a', b's', b'm', _, _, 0, 0]) => {
+                return Err(CompileError::NotAComponent(
+                    "this is a core WebAssembly module, not a component: build the app with \
+                     `cargo build --target wasm32-wasip2` (or wrap a module with `wasm-tools component new`)"
+                        .into(),
+                ));
+            }
+            _ => {
+                return Err(CompileError::NotAComponent(
+                    "the bytes are not WebAssembly (no \\0asm header)".into(),
+                ));
+            }
+        }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| CompileError::NotAComponent(format!("{e:#}")))?;
         self.prepare(component)

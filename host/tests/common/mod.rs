@@ -31,7 +31,16 @@ pub fn guest(package: &str) -> PathBuf {
         let output = Command::new(cargo)
             .current_dir(&root)
             .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(["-p", "hello", "-p", "bank-menu", "-p", "misbehave"])
+            .args([
+                "-p",
+                "hello",
+                "-p",
+                "bank-menu",
+                "-p",
+                "misbehave",
+                "-p",
+                "wrongworld",
+            ])
             .output()
             .expect("running cargo to build the guests");
         assert!(
@@ -49,26 +58,49 @@ pub fn guest(package: &str) -> PathBuf {
     path
 }
 
-/// A running `ivr-host serve` process with its own data directory.
+/// The admin token the test hosts started with [`Host::start_admin`] use.
+pub const TOKEN: &str = "test-admin-token";
+
+/// A running `ivr-host serve` process.
 pub struct Host {
     child: Child,
     /// `http://127.0.0.1:PORT` of the webhook listener.
     pub webhooks: String,
     /// `http://127.0.0.1:PORT` of the admin listener.
     pub admin: String,
-    dir: tempfile::TempDir,
+    /// The directory holding the data directory (`data/`) and the log.
+    pub dir: PathBuf,
+    _owned: Option<tempfile::TempDir>,
 }
 
 impl Host {
-    /// Start `ivr-host serve` with `args` (listeners on ephemeral ports).
+    /// Start `ivr-host serve` with `args` (listeners on ephemeral ports) in
+    /// a fresh directory.
     pub fn start(args: &[&str]) -> Host {
         Self::start_with_env(args, &[])
     }
 
     /// Start with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Host {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = std::fs::File::create(dir.path().join("host.log")).expect("log file");
+        let owned = tempfile::tempdir().expect("temp dir");
+        let mut host = Self::start_in(owned.path(), args, env);
+        host._owned = Some(owned);
+        host
+    }
+
+    /// Start with the admin token [`TOKEN`] in `dir` (reusing its data).
+    pub fn start_admin(dir: &Path, args: &[&str]) -> Host {
+        Self::start_in(dir, args, &[("IVR_ADMIN_TOKEN", TOKEN)])
+    }
+
+    /// Start in `dir`: its `data/` is the data directory, the log is appended
+    /// to `host.log`.
+    pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Host {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("host.log"))
+            .expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_ivr-host"));
         for (key, _) in std::env::vars() {
             if key.starts_with("IVR_") {
@@ -84,7 +116,7 @@ impl Host {
                 "127.0.0.1:0",
                 "--data-dir",
             ])
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .args(args)
             .envs(env.iter().copied())
             .env("IVR_LOG", "info,guest=debug")
@@ -97,7 +129,7 @@ impl Host {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("reading the ready line");
-        let log_path = dir.path().join("host.log");
+        let log_path = dir.join("host.log");
         if line.is_empty() {
             let _ = child.wait();
             panic!(
@@ -115,13 +147,44 @@ impl Host {
             webhooks: field("webhooks="),
             admin: field("admin="),
             child,
-            dir,
+            dir: dir.to_path_buf(),
+            _owned: None,
         }
     }
 
-    /// Everything the host logged so far.
+    /// Everything the host logged so far (in this directory).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("host.log")).unwrap_or_default()
+    }
+
+    /// Kill the process with SIGKILL (no chance to clean up) and wait for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// An admin API request with the test token; returns status and JSON.
+    pub fn admin_call(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+        let auth = format!("Bearer {TOKEN}");
+        let (status, text) = request(
+            method,
+            &format!("{}{path}", self.admin),
+            body,
+            &[("authorization", &auth)],
+        );
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, json)
+    }
+
+    /// Deploy `file` as `app` through the admin API; returns the version.
+    pub fn deploy(&self, app: &str, file: &Path) -> u64 {
+        let bytes = std::fs::read(file).expect("component file");
+        let (status, json) = self.admin_call("PUT", &format!("/apps/{app}"), Some(&bytes));
+        assert!(
+            status == 201 || status == 200,
+            "deploy {app}: {status} {json}"
+        );
+        json["version"].as_u64().expect("version")
     }
 
     /// POST `body` to the webhook listener's `path`.
