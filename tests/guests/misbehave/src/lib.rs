@@ -1,7 +1,7 @@
 //! A guest for the host's fault tests: the digits of the event choose how it
 //! misbehaves. Any other input gets a valid reply.
 
-use ivr_sdk::{Action, CallEvent, Error, IvrApp, Reply};
+use ivr_sdk::{Action, CallEvent, Error, IvrApp, MakeCall, Reply, Say, SayAndCapture};
 
 struct Misbehave;
 
@@ -24,6 +24,63 @@ impl IvrApp for Misbehave {
                     std::hint::black_box(&hoard);
                 }
             }
+            "recurse" => Ok(Reply::new().say(format!("depth {}", recurse(0))).hangup()),
+            "many-actions" => {
+                let mut reply = Reply::new();
+                for i in 0..10_000 {
+                    reply = reply.say(format!("line {i}"));
+                }
+                Ok(reply.hangup())
+            }
+            "huge-text" => Ok(Reply::new().then(Say::new("a".repeat(1 << 20))).hangup()),
+            "three-calls" => Ok(Reply::new()
+                .then(MakeCall::new("+6561115777", "+6512345678"))
+                .then(MakeCall::new("+6561115777", "+6512345679"))
+                .then(MakeCall::new("+6561115777", "+6512345670"))),
+            "max-digits-99" => Ok(Reply::new().capture(SayAndCapture::new("Enter digits.").digits(1, 99))),
+            "read-file" => {
+                let text = std::fs::read_to_string("/etc/hostname").expect("reading a host file");
+                Ok(Reply::new().say(format!("The host is {text}")).hangup())
+            }
+            "read-env" => {
+                let home = std::env::var("HOME").expect("reading an environment variable");
+                Ok(Reply::new().say(format!("HOME is {home}")).hangup())
+            }
+            "list-args" => {
+                let args: Vec<String> = std::env::args().collect();
+                assert!(!args.is_empty(), "no arguments");
+                Ok(Reply::new().say(format!("args {args:?}")).hangup())
+            }
+            "open-socket" => {
+                let stream = std::net::TcpStream::connect("127.0.0.1:22").expect("opening a socket");
+                Ok(Reply::new().say(format!("connected {:?}", stream.peer_addr())).hangup())
+            }
+            "resolve-name" => {
+                use std::net::ToSocketAddrs;
+                let addrs: Vec<_> = ("localhost", 80).to_socket_addrs().expect("looking up a name").collect();
+                Ok(Reply::new().say(format!("resolved {addrs:?}")).hangup())
+            }
+            "log-flood" => {
+                let line = "x".repeat(1023);
+                for _ in 0..100 * 1024 {
+                    ivr_sdk::log::info(&line);
+                }
+                Ok(Reply::new().say("Flooded.").hangup())
+            }
+            "print-flood" => {
+                let line = "y".repeat(1023);
+                for _ in 0..100 * 1024 {
+                    println!("{line}");
+                }
+                Ok(Reply::new().say("Flooded.").hangup())
+            }
+            "sleep-loop" => loop {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            },
+            "sleep-long" => {
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                Ok(Reply::new().say("Woke up.").hangup())
+            }
             "state-then-error" => {
                 ivr_sdk::state::set("written", "by a failed event");
                 Err(Error::new("failed after writing state"))
@@ -44,6 +101,12 @@ impl IvrApp for Misbehave {
             _ => Ok(Reply::from(Action::Hangup)),
         }
     }
+}
+
+/// Recurse until the stack overflows (the result is never used).
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    std::hint::black_box(recurse(std::hint::black_box(depth + 1))) + 1
 }
 
 ivr_sdk::export!(Misbehave);
