@@ -14,14 +14,20 @@ pub const TOKEN: &str = "bench-token";
 
 /// The workspace root (the benchmarks run from anywhere inside it).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The release binary and guest components, built by `bench/run-*`.
 pub fn artifact(relative: &str) -> anyhow::Result<PathBuf> {
     let path = workspace().join("target").join(relative);
     if !path.exists() {
-        bail!("{} is missing: run the benchmark through its bench/ script, which builds it", path.display());
+        bail!(
+            "{} is missing: run the benchmark through its bench/ script, which builds it",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -43,7 +49,14 @@ impl Host {
         let binary = artifact("release/ivr-host")?;
         let started = Instant::now();
         let mut child = Command::new(binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("IVR_ADMIN_TOKEN", TOKEN)
             .env("IVR_LOG", "warn")
@@ -70,15 +83,33 @@ impl Host {
     }
 
     /// An admin request; returns status and JSON.
-    pub fn admin_call(&self, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<(u16, Value)> {
+    pub fn admin_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> anyhow::Result<(u16, Value)> {
         let auth = format!("Bearer {TOKEN}");
-        let (status, text) = http(method, &format!("{}{path}", self.admin), body, &[("authorization", &auth)])?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        let (status, text) = http(
+            method,
+            &format!("{}{path}", self.admin),
+            body,
+            &[("authorization", &auth)],
+        )?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     /// POST a VCA body; returns the reply JSON.
     pub fn vca(&self, body: &Value) -> anyhow::Result<Value> {
-        let (status, text) = http("POST", &format!("{}/webhooks/vca", self.webhooks), Some(body.to_string().as_bytes()), &[])?;
+        let (status, text) = http(
+            "POST",
+            &format!("{}/webhooks/vca", self.webhooks),
+            Some(body.to_string().as_bytes()),
+            &[],
+        )?;
         if status != 200 {
             bail!("VCA answered {status}: {text}");
         }
@@ -94,8 +125,16 @@ impl Drop for Host {
 }
 
 /// One HTTP request.
-pub fn http(method: &str, url: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+pub fn http(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         builder = builder.header(*k, *v);
@@ -105,7 +144,11 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>, headers: &[(&str, &str
         None => agent.run(builder.body(())?)?,
     };
     let status = response.status().as_u16();
-    let text = response.body_mut().with_config().limit(64 << 20).read_to_string()?;
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()?;
     Ok((status, text))
 }
 
@@ -145,5 +188,8 @@ pub fn with_custom_section(component: &[u8], tag: &str) -> Vec<u8> {
 pub fn summary_ms(samples: &mut [Duration]) -> (f64, f64) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (ms(samples[samples.len() / 2]), ms(samples[samples.len() - 1]))
+    (
+        ms(samples[samples.len() / 2]),
+        ms(samples[samples.len() - 1]),
+    )
 }

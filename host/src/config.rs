@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
 use crate::apps::routes::RouteTable;
+use crate::apps::settings::{AppSettings, HostLimits};
 use crate::protocol::ReplyLimits;
 use crate::runtime::{AppConfig, GuestLimits, LogLimits};
 
@@ -63,6 +64,12 @@ pub struct ServeArgs {
     /// Largest uploaded component, in MiB [default: 32].
     #[arg(long, env = "IVR_UPLOAD_MIB", value_name = "MIB")]
     pub upload_mib: Option<usize>,
+    /// Most events of one app running at once [default: 2 × CPU cores, at least 4].
+    #[arg(long, env = "IVR_APP_CONCURRENCY", value_name = "N")]
+    pub app_concurrency: Option<usize>,
+    /// Meter fuel and log each event's deterministic cost (adds overhead).
+    #[arg(long, env = "IVR_FUEL")]
+    pub fuel: bool,
     /// How long a call keeps its version pin and state without an event, in
     /// seconds [default: 7200].
     #[arg(long, env = "IVR_CALL_IDLE_SECS", value_name = "SECS")]
@@ -168,6 +175,8 @@ struct FileLimits {
     reply_kib: Option<usize>,
     reply_actions: Option<usize>,
     upload_mib: Option<usize>,
+    app_concurrency: Option<usize>,
+    fuel: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +185,7 @@ struct FileApp {
     file: Option<PathBuf>,
     #[serde(default)]
     config: AppConfig,
+    settings: Option<AppSettings>,
 }
 
 /// Every limit the host enforces.
@@ -189,6 +199,8 @@ pub struct Limits {
     pub reply: ReplyLimits,
     /// Largest uploaded component, in bytes.
     pub upload_bytes: usize,
+    /// Most events of one app running at once.
+    pub app_concurrency: usize,
 }
 
 /// The resolved settings of `ivr-host serve`.
@@ -206,6 +218,8 @@ pub struct Settings {
     pub apps: Vec<AppSource>,
     /// Configuration values per app.
     pub app_config: BTreeMap<String, AppConfig>,
+    /// Per-app settings from the config file (replace the stored ones at start).
+    pub app_settings: BTreeMap<String, AppSettings>,
     /// The app answering unrouted calls (overrides the routes' default).
     pub default_app: Option<String>,
     /// Routes from the config file (replace the stored routes at start).
@@ -214,6 +228,17 @@ pub struct Settings {
     pub call_idle_ttl: Duration,
     /// Limits.
     pub limits: Limits,
+}
+
+impl Limits {
+    /// The host-wide limits per-app settings override.
+    pub fn host(&self) -> HostLimits {
+        HostLimits {
+            guest: self.guest,
+            reply: self.reply,
+            max_concurrent: self.app_concurrency,
+        }
+    }
 }
 
 impl Settings {
@@ -232,6 +257,7 @@ impl Settings {
 
         let mut apps: Vec<AppSource> = Vec::new();
         let mut app_config: BTreeMap<String, AppConfig> = BTreeMap::new();
+        let mut app_settings: BTreeMap<String, AppSettings> = BTreeMap::new();
         for (name, app) in file.apps {
             validate_app_name(&name)
                 .map_err(anyhow::Error::msg)
@@ -241,6 +267,9 @@ impl Settings {
                     name: name.clone(),
                     file: base_dir.join(path),
                 });
+            }
+            if let Some(settings) = app.settings {
+                app_settings.insert(name.clone(), settings);
             }
             app_config.insert(name, app.config);
         }
@@ -273,6 +302,14 @@ impl Settings {
             .or(file.limits.reply_actions)
             .unwrap_or(32);
         let upload_mib = args.upload_mib.or(file.limits.upload_mib).unwrap_or(32);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let app_concurrency = args
+            .app_concurrency
+            .or(file.limits.app_concurrency)
+            .unwrap_or((2 * cores).max(4));
+        let fuel = args.fuel || file.limits.fuel.unwrap_or(false);
         let call_idle_secs = args
             .call_idle_secs
             .or(file.call_idle_secs)
@@ -283,6 +320,7 @@ impl Settings {
             || reply_kib == 0
             || reply_actions == 0
             || upload_mib == 0
+            || app_concurrency == 0
             || call_idle_secs == 0
         {
             bail!("limits must be greater than zero");
@@ -310,6 +348,7 @@ impl Settings {
                 .or(file.admin_token),
             apps,
             app_config,
+            app_settings,
             default_app: args.default_app.or(file.default_app),
             routes: file.routes,
             call_idle_ttl: Duration::from_secs(call_idle_secs),
@@ -318,6 +357,7 @@ impl Settings {
                     run_time: Duration::from_millis(guest_time_ms),
                     memory_bytes: guest_memory_mib * 1024 * 1024,
                     log: LogLimits::default(),
+                    fuel,
                 },
                 webhook_body_bytes: webhook_body_kib * 1024,
                 reply: ReplyLimits {
@@ -325,6 +365,7 @@ impl Settings {
                     max_bytes: reply_kib * 1024,
                 },
                 upload_bytes: upload_mib * 1024 * 1024,
+                app_concurrency,
             },
         };
         if let Some(name) = &settings.default_app {

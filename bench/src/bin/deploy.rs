@@ -16,11 +16,19 @@ const APPS: usize = 20;
 
 fn main() -> anyhow::Result<()> {
     let components = [
-        ("hello", std::fs::read(artifact("wasm32-wasip2/release/hello.wasm")?)?),
-        ("bank-menu", std::fs::read(artifact("wasm32-wasip2/release/bank_menu.wasm")?)?),
+        (
+            "hello",
+            std::fs::read(artifact("wasm32-wasip2/release/hello.wasm")?)?,
+        ),
+        (
+            "bank-menu",
+            std::fs::read(artifact("wasm32-wasip2/release/bank_menu.wasm")?)?,
+        ),
     ];
     println!("ivr-host deploy benchmark ({ROUNDS} deploys per component, release build)\n");
-    println!("| component | size | upload → 201 (median / max) | 201 → first reply from it (median / max) |");
+    println!(
+        "| component | size | upload → 201 (median / max) | 201 → first reply from it (median / max) |"
+    );
     println!("| --- | ---: | ---: | ---: |");
     let dir = tempfile::tempdir()?;
     let host = Host::start(&dir.path().join("data"))?;
@@ -40,7 +48,9 @@ fn main() -> anyhow::Result<()> {
                 call += 1;
                 let reply = host.vca(&first_contact(call))?;
                 let from_new = match *name {
-                    "hello" => reply["callflow"][0]["params"]["text"] == "Hello from ivr-host. Goodbye!",
+                    "hello" => {
+                        reply["callflow"][0]["params"]["text"] == "Hello from ivr-host. Goodbye!"
+                    }
                     _ => reply["clientActionId"] == "main-1",
                 };
                 if from_new {
@@ -64,7 +74,11 @@ fn main() -> anyhow::Result<()> {
         let host = Host::start(&data)?;
         for i in 0..APPS {
             let (_, bytes) = &components[i % components.len()];
-            let (status, json) = host.admin_call("PUT", &format!("/apps/app-{i}"), Some(&with_custom_section(bytes, &format!("app-{i}"))))?;
+            let (status, json) = host.admin_call(
+                "PUT",
+                &format!("/apps/app-{i}"),
+                Some(&with_custom_section(bytes, &format!("app-{i}"))),
+            )?;
             anyhow::ensure!(status == 201, "deploy answered {status}: {json}");
         }
     }
@@ -81,6 +95,9 @@ fn main() -> anyhow::Result<()> {
     println!("| --- | ---: |");
     println!("| cold compile cache | {cold_med:.0} ms |");
     println!("| warm compile cache | {warm_med:.0} ms |");
-    println!("| ratio cold / warm | {:.1}× |", cold_med / warm_med.max(0.001));
+    println!(
+        "| ratio cold / warm | {:.1}× |",
+        cold_med / warm_med.max(0.001)
+    );
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 pub mod pins;
 pub mod routes;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use crate::store::db::{AppRecord, MetadataStore, VersionRecord};
 use crate::store::files::{BlobStore, sha256_hex};
 use pins::PinTable;
 use routes::RouteTable;
+use settings::{AppSettings, Effective, HostLimits};
 
 /// One app version, compiled and ready to run.
 pub struct LoadedApp {
@@ -49,13 +51,18 @@ pub struct AppSlot {
     pub active: Option<Arc<LoadedApp>>,
     /// The app's configuration values.
     pub config: Arc<AppConfig>,
+    /// The app's settings as stored.
+    pub settings: AppSettings,
+    /// The app's effective limits and fallback.
+    pub effective: Arc<Effective>,
 }
 
 /// An immutable view of the registry.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Snapshot {
     apps: BTreeMap<String, AppSlot>,
     routes: RouteTable,
+    host_default: Arc<Effective>,
 }
 
 impl Snapshot {
@@ -87,6 +94,28 @@ impl Snapshot {
             .get(app)
             .map(|s| s.config.clone())
             .unwrap_or_default()
+    }
+
+    /// An app's effective limits and fallback (the host's for an unknown app).
+    pub fn effective(&self, app: &str) -> Arc<Effective> {
+        self.apps
+            .get(app)
+            .map(|s| s.effective.clone())
+            .unwrap_or_else(|| self.host_default.clone())
+    }
+
+    /// The host's own limits and fallback (for calls no app answers).
+    pub fn host_default(&self) -> &Arc<Effective> {
+        &self.host_default
+    }
+
+    fn slot(&self, name: &str, host: &HostLimits) -> AppSlot {
+        self.apps.get(name).cloned().unwrap_or_else(|| AppSlot {
+            active: None,
+            config: Arc::default(),
+            settings: AppSettings::default(),
+            effective: Arc::new(AppSettings::default().resolve(host)),
+        })
     }
 
     /// The routing table.
@@ -145,6 +174,7 @@ pub struct AppRegistry {
     db: Arc<dyn MetadataStore>,
     blobs: BlobStore,
     compiled_dir: PathBuf,
+    host_limits: HostLimits,
 }
 
 /// How long a call stays pinned without an event (default).
@@ -160,9 +190,16 @@ impl AppRegistry {
         db: Arc<dyn MetadataStore>,
         paths: RegistryPaths,
         pin_ttl: Duration,
+        host_limits: HostLimits,
     ) -> anyhow::Result<Self> {
+        let host_default = Arc::new(AppSettings::default().resolve(&host_limits));
         let registry = Self {
-            current: ArcSwap::from_pointee(Snapshot::default()),
+            current: ArcSwap::from_pointee(Snapshot {
+                apps: BTreeMap::new(),
+                routes: RouteTable::default(),
+                host_default: host_default.clone(),
+            }),
+            host_limits,
             pins: PinTable::new(MAX_PINNED_CALLS, pin_ttl),
             writer: tokio::sync::Mutex::new(()),
             runtime,
@@ -180,16 +217,23 @@ impl AppRegistry {
                 )?),
                 None => None,
             };
+            let effective = Arc::new(record.settings.resolve(&host_limits));
             apps.insert(
                 record.name.clone(),
                 AppSlot {
                     active,
                     config: Arc::new(record.config),
+                    settings: record.settings,
+                    effective,
                 },
             );
         }
         let routes = registry.blocking(|db| db.routes()).await?;
-        registry.current.store(Arc::new(Snapshot { apps, routes }));
+        registry.current.store(Arc::new(Snapshot {
+            apps,
+            routes,
+            host_default,
+        }));
         drop(_guard);
         Ok(registry)
     }
@@ -344,13 +388,29 @@ impl AppRegistry {
             .await?;
         let snapshot = self.snapshot();
         let mut next = (*snapshot).clone();
-        next.apps
-            .entry(name.to_owned())
-            .and_modify(|slot| slot.config = Arc::new(config.clone()))
-            .or_insert_with(|| AppSlot {
-                active: None,
-                config: Arc::new(config),
-            });
+        let mut slot = next.slot(name, &self.host_limits);
+        slot.config = Arc::new(config);
+        next.apps.insert(name.to_owned(), slot);
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Replace an app's settings (limits, fallback), after checking them.
+    pub async fn set_settings(&self, name: &str, settings: AppSettings) -> Result<(), AdminError> {
+        validate_app_name(name).map_err(AdminError::Invalid)?;
+        settings
+            .validate(&self.host_limits)
+            .map_err(AdminError::Invalid)?;
+        let _guard = self.writer.lock().await;
+        let (app_name, stored) = (name.to_owned(), settings.clone());
+        self.blocking(move |db| db.set_settings(&app_name, &stored))
+            .await?;
+        let snapshot = self.snapshot();
+        let mut next = (*snapshot).clone();
+        let mut slot = next.slot(name, &self.host_limits);
+        slot.effective = Arc::new(settings.resolve(&self.host_limits));
+        slot.settings = settings;
+        next.apps.insert(name.to_owned(), slot);
         self.current.store(Arc::new(next));
         Ok(())
     }
@@ -427,9 +487,9 @@ impl AppRegistry {
     fn activate_in_snapshot(&self, name: &str, active: Option<Arc<LoadedApp>>) {
         let snapshot = self.snapshot();
         let mut next = (*snapshot).clone();
-        let config = next.config(name);
-        next.apps
-            .insert(name.to_owned(), AppSlot { active, config });
+        let mut slot = next.slot(name, &self.host_limits);
+        slot.active = active;
+        next.apps.insert(name.to_owned(), slot);
         self.current.store(Arc::new(next));
     }
 

@@ -41,6 +41,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let runtime = Arc::new(Runtime::new(RuntimeOptions {
         max_memory_bytes: settings.limits.guest.memory_bytes,
+        fuel: settings.limits.guest.fuel,
         ..RuntimeOptions::default()
     })?);
     let db = Arc::new(SqliteStore::open(&settings.data_dir.join("ivr.sqlite3"))?);
@@ -53,6 +54,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             compiled: settings.data_dir.join("compiled"),
         },
         settings.call_idle_ttl,
+        settings.limits.host(),
     )
     .await?;
     apply_startup_settings(&registry, &settings).await?;
@@ -66,8 +68,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         registry,
         CallStateStore::new(MAX_CALLS_WITH_STATE, settings.call_idle_ttl),
         ReplyCache::new(MAX_REMEMBERED_REPLIES, REPLY_TTL),
-        settings.limits.guest,
-        settings.limits.reply,
     ));
 
     let webhook_listener = edge::bind(settings.listen, "webhooks").await?;
@@ -149,6 +149,12 @@ async fn apply_startup_settings(registry: &AppRegistry, settings: &Settings) -> 
             .set_config(name, config)
             .await
             .with_context(|| format!("setting the configuration of {name:?}"))?;
+    }
+    for (name, app_settings) in &settings.app_settings {
+        registry
+            .set_settings(name, app_settings.clone())
+            .await
+            .with_context(|| format!("applying the settings of {name:?}"))?;
     }
     if settings.routes.is_some() || settings.default_app.is_some() {
         let mut routes = settings

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use super::http::{self, HttpResponse};
 use super::webhooks::health;
 use crate::apps::routes::RouteTable;
+use crate::apps::settings::AppSettings;
 use crate::apps::{AdminError, AppRegistry};
 use crate::runtime::AppConfig;
 use crate::service::IvrService;
@@ -90,6 +91,22 @@ impl AdminEdge {
                     to_json(
                         StatusCode::OK,
                         apps.set_config(name, config.clone()).await.map(|()| config),
+                    )
+                }
+                _ => http::method_not_allowed(&method, &path, "GET, PUT"),
+            },
+            ["apps", name, "settings"] => match method {
+                Method::GET => to_json(StatusCode::OK, apps.show(name).await.map(|a| a.settings)),
+                Method::PUT => {
+                    let settings: AppSettings = match read_json(request, false).await {
+                        Ok(settings) => settings,
+                        Err(response) => return response,
+                    };
+                    to_json(
+                        StatusCode::OK,
+                        apps.set_settings(name, settings.clone())
+                            .await
+                            .map(|()| settings),
                     )
                 }
                 _ => http::method_not_allowed(&method, &path, "GET, PUT"),

@@ -205,6 +205,15 @@ impl config::Host for EventCtx {
     }
 }
 
+/// Most table elements a guest table may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Most core instances one event may create (a Rust component has a handful).
+pub(crate) const MAX_CORE_INSTANCES: usize = 16;
+/// Most tables one event may create.
+pub(crate) const MAX_TABLES: usize = 16;
+/// Most linear memories one event may create.
+pub(crate) const MAX_MEMORIES: usize = 2;
+
 /// Caps linear memory growth, remembering whether the cap was hit so the
 /// resulting trap is reported as a memory fault.
 pub(crate) struct MemoryCap {
@@ -235,7 +244,19 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 

@@ -31,6 +31,8 @@ wasmtime::component::bindgen!({
 
 /// How often the epoch ticker advances; the run-time limit's granularity.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Largest wasm stack a guest may use; deeper recursion traps.
+const MAX_WASM_STACK: usize = 512 * 1024;
 
 /// Limits applied to every guest event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub struct GuestLimits {
     pub memory_bytes: usize,
     /// Log output a guest may write per event.
     pub log: LogLimits,
+    /// Meter fuel and report each event's cost (needs [`RuntimeOptions::fuel`]).
+    pub fuel: bool,
 }
 
 impl Default for GuestLimits {
@@ -49,6 +53,7 @@ impl Default for GuestLimits {
             run_time: Duration::from_millis(100),
             memory_bytes: 32 * 1024 * 1024,
             log: LogLimits::default(),
+            fuel: false,
         }
     }
 }
@@ -60,6 +65,12 @@ pub struct RuntimeOptions {
     pub max_memory_bytes: usize,
     /// How many guest instances may exist at once, across all apps.
     pub max_concurrent_instances: u32,
+    /// Count fuel (instructions) so each event's cost can be reported; adds
+    /// overhead to every event, so off unless asked for.
+    pub fuel: bool,
+    /// Interrupt guests at their deadline (on in production; off only to
+    /// measure its cost).
+    pub epoch_interruption: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -67,6 +78,8 @@ impl Default for RuntimeOptions {
         Self {
             max_memory_bytes: 32 * 1024 * 1024,
             max_concurrent_instances: 256,
+            fuel: false,
+            epoch_interruption: true,
         }
     }
 }
@@ -77,6 +90,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<EventCtx>,
     ticker_stop: Arc<AtomicBool>,
+    epoch_interruption: bool,
+    fuel: bool,
 }
 
 impl Runtime {
@@ -85,10 +100,11 @@ impl Runtime {
         let instances = options.max_concurrent_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances)
-            .total_core_instances(instances * 8)
-            .total_memories(instances * 2)
-            .total_tables(instances * 8)
-            .max_memories_per_component(2)
+            .total_core_instances(instances * host_api::MAX_CORE_INSTANCES as u32)
+            .total_memories(instances * host_api::MAX_MEMORIES as u32)
+            .total_tables(instances * host_api::MAX_TABLES as u32)
+            .max_memories_per_component(host_api::MAX_MEMORIES as u32)
+            .max_tables_per_component(host_api::MAX_TABLES as u32)
             .max_memory_size(options.max_memory_bytes)
             .linear_memory_keep_resident(128 * 1024)
             .table_keep_resident(16 * 1024);
@@ -96,7 +112,9 @@ impl Runtime {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(options.epoch_interruption)
+            .consume_fuel(options.fuel)
+            .max_wasm_stack(MAX_WASM_STACK)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
@@ -130,6 +148,8 @@ impl Runtime {
             engine,
             linker,
             ticker_stop,
+            epoch_interruption: options.epoch_interruption,
+            fuel: options.fuel,
         })
     }
 
@@ -248,19 +268,31 @@ impl Runtime {
         let ctx = EventCtx::new(call, limits);
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
-        let ticks = limits
-            .run_time
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        if self.epoch_interruption {
+            let ticks = limits
+                .run_time
+                .as_millis()
+                .div_ceil(EPOCH_TICK.as_millis())
+                .max(1);
+            store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+            store.epoch_deadline_trap();
+        }
+        let metered = self.fuel && limits.fuel;
+        if self.fuel {
+            // Fuel only measures here; the run-time limit is the epoch deadline.
+            let _ = store.set_fuel(u64::MAX);
+        }
 
         let wit_event = convert::event_to_wit(event);
         let result = app
             .pre
             .instantiate(&mut store)
             .and_then(|instance| instance.call_handle_call_action(&mut store, &wit_event));
+        let fuel_used = if metered {
+            store.get_fuel().ok().map(|left| u64::MAX - left)
+        } else {
+            None
+        };
         let ctx = store.into_data();
         let memory_exceeded = ctx.limiter.exceeded;
         let (state, output) = ctx.finish();
@@ -273,6 +305,7 @@ impl Runtime {
             result,
             state,
             output,
+            fuel_used,
         }
     }
 }
@@ -288,7 +321,7 @@ fn classify(err: wasmtime::Error, memory_exceeded: bool) -> Fault {
         return Fault::Memory(format!("{err:#}"));
     }
     match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Fault::Deadline,
+        Some(Trap::Interrupt) => Fault::Deadline("the guest ran past its run-time limit".into()),
         Some(_) | None => Fault::Trap(format!("{err:?}")),
     }
 }
@@ -322,14 +355,16 @@ pub struct GuestOutcome {
     pub state: CallState,
     /// What the guest wrote to stdout and stderr (already logged).
     pub output: Vec<u8>,
+    /// Fuel the event consumed, when fuel metering is on.
+    pub fuel_used: Option<u64>,
 }
 
 /// Why a guest produced no usable reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Fault {
-    /// The guest ran past its run-time limit.
-    #[error("deadline: the guest ran past its run-time limit")]
-    Deadline,
+    /// The guest ran past its run-time limit (CPU, or wall clock in a host call).
+    #[error("deadline: {0}")]
+    Deadline(String),
     /// The guest tried to grow its memory past the cap.
     #[error("memory: {0}")]
     Memory(String),
@@ -345,6 +380,9 @@ pub enum Fault {
     /// No app is routed for the call.
     #[error("no route: {0}")]
     NoRoute(String),
+    /// The app already runs its maximum of concurrent events.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
 }
 
 impl Fault {
@@ -352,12 +390,13 @@ impl Fault {
     /// `app_error`, `invalid_reply`, `no_route`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Fault::Deadline => "deadline",
+            Fault::Deadline(_) => "deadline",
             Fault::Memory(_) => "memory",
             Fault::Trap(_) => "trap",
             Fault::AppError(_) => "app_error",
             Fault::InvalidReply(_) => "invalid_reply",
             Fault::NoRoute(_) => "no_route",
+            Fault::Overloaded(_) => "overloaded",
         }
     }
 }

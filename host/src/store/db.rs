@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::apps::routes::RouteTable;
+use crate::apps::settings::AppSettings;
 use crate::runtime::AppConfig;
 
 /// One deployed version of an app.
@@ -28,7 +29,7 @@ pub struct VersionRecord {
 }
 
 /// An app with its versions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppRecord {
     /// App name.
     pub name: String,
@@ -38,6 +39,8 @@ pub struct AppRecord {
     pub versions: Vec<VersionRecord>,
     /// Configuration values.
     pub config: AppConfig,
+    /// Per-app limits and fallback.
+    pub settings: AppSettings,
 }
 
 impl AppRecord {
@@ -66,6 +69,8 @@ pub trait MetadataStore: Send + Sync {
     fn delete_app(&self, app: &str) -> anyhow::Result<()>;
     /// Replace an app's configuration (creating the app if needed).
     fn set_config(&self, app: &str, config: &AppConfig) -> anyhow::Result<()>;
+    /// Replace an app's settings (creating the app if needed).
+    fn set_settings(&self, app: &str, settings: &AppSettings) -> anyhow::Result<()>;
     /// The routing table.
     fn routes(&self) -> anyhow::Result<RouteTable>;
     /// Replace the routing table.
@@ -96,6 +101,10 @@ CREATE TABLE IF NOT EXISTS app_config (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (app, key)
+);
+CREATE TABLE IF NOT EXISTS app_settings (
+    app TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+    json TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
@@ -161,6 +170,7 @@ impl MetadataStore for SqliteStore {
                     active_version: row.get(1)?,
                     versions: Vec::new(),
                     config: AppConfig::new(),
+                    settings: AppSettings::default(),
                 })
             })?
             .collect::<Result<_, _>>()
@@ -169,6 +179,7 @@ impl MetadataStore for SqliteStore {
             "SELECT version, sha256, size, deployed_at, activated_at FROM versions WHERE app = ?1 ORDER BY version",
         )?;
         let mut config = conn.prepare("SELECT key, value FROM app_config WHERE app = ?1")?;
+        let mut settings = conn.prepare("SELECT json FROM app_settings WHERE app = ?1")?;
         for app in &mut apps {
             app.versions = versions
                 .query_map([&app.name], |row| {
@@ -186,6 +197,15 @@ impl MetadataStore for SqliteStore {
                 .query_map([&app.name], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<Result<_, _>>()
                 .context("reading app configuration")?;
+            let json: Option<String> = settings
+                .query_row([&app.name], |row| row.get(0))
+                .optional()
+                .context("reading app settings")?;
+            if let Some(json) = json {
+                app.settings = serde_json::from_str(&json).with_context(|| {
+                    format!("the stored settings of {:?} are unreadable", app.name)
+                })?;
+            }
         }
         Ok(apps)
     }
@@ -262,6 +282,19 @@ impl MetadataStore for SqliteStore {
         }
         tx.commit()
             .with_context(|| format!("saving the configuration of {app:?}"))
+    }
+
+    fn set_settings(&self, app: &str, settings: &AppSettings) -> anyhow::Result<()> {
+        let json = serde_json::to_string(settings)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("INSERT OR IGNORE INTO apps (name) VALUES (?1)", [app])?;
+        tx.execute(
+            "INSERT INTO app_settings (app, json) VALUES (?1, ?2) ON CONFLICT(app) DO UPDATE SET json = excluded.json",
+            params![app, json],
+        )?;
+        tx.commit()
+            .with_context(|| format!("saving the settings of {app:?}"))
     }
 
     fn routes(&self) -> anyhow::Result<RouteTable> {

@@ -37,7 +37,9 @@ impl IvrApp for Misbehave {
                 .then(MakeCall::new("+6561115777", "+6512345678"))
                 .then(MakeCall::new("+6561115777", "+6512345679"))
                 .then(MakeCall::new("+6561115777", "+6512345670"))),
-            "max-digits-99" => Ok(Reply::new().capture(SayAndCapture::new("Enter digits.").digits(1, 99))),
+            "max-digits-99" => {
+                Ok(Reply::new().capture(SayAndCapture::new("Enter digits.").digits(1, 99)))
+            }
             "read-file" => {
                 let text = std::fs::read_to_string("/etc/hostname").expect("reading a host file");
                 Ok(Reply::new().say(format!("The host is {text}")).hangup())
@@ -52,12 +54,18 @@ impl IvrApp for Misbehave {
                 Ok(Reply::new().say(format!("args {args:?}")).hangup())
             }
             "open-socket" => {
-                let stream = std::net::TcpStream::connect("127.0.0.1:22").expect("opening a socket");
-                Ok(Reply::new().say(format!("connected {:?}", stream.peer_addr())).hangup())
+                let stream =
+                    std::net::TcpStream::connect("127.0.0.1:22").expect("opening a socket");
+                Ok(Reply::new()
+                    .say(format!("connected {:?}", stream.peer_addr()))
+                    .hangup())
             }
             "resolve-name" => {
                 use std::net::ToSocketAddrs;
-                let addrs: Vec<_> = ("localhost", 80).to_socket_addrs().expect("looking up a name").collect();
+                let addrs: Vec<_> = ("localhost", 80)
+                    .to_socket_addrs()
+                    .expect("looking up a name")
+                    .collect();
                 Ok(Reply::new().say(format!("resolved {addrs:?}")).hangup())
             }
             "log-flood" => {
