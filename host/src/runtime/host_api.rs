@@ -24,6 +24,11 @@ pub type AppConfig = BTreeMap<String, String>;
 /// One call's state: string keys and values.
 pub type CallState = HashMap<String, String>;
 
+/// Log output a guest may even attempt in one event (log calls and
+/// stdout/stderr each): past its budget output is dropped, but a guest
+/// writing more than this is flooding and is stopped (fault `log_flood`).
+pub const MAX_LOG_ATTEMPT_BYTES: usize = 1024 * 1024;
+
 /// Most keys one call's state may hold.
 pub const MAX_STATE_KEYS: usize = 64;
 /// Longest state key, in bytes.
@@ -57,6 +62,8 @@ pub(crate) struct EventCtx {
     call: EventContext,
     log_budget: LogBudget,
     output: CapturedOutput,
+    /// The guest tried to log far more than any budget (see [`MAX_LOG_ATTEMPT_BYTES`]).
+    pub(crate) flooded: bool,
 }
 
 impl EventCtx {
@@ -82,13 +89,20 @@ impl EventCtx {
                 bytes: 0,
                 lines: 0,
                 dropped: false,
+                attempted: 0,
             },
+            flooded: false,
             output,
         }
     }
 
     /// Log what the guest wrote to stdout/stderr, and hand back the call's
     /// state and that output.
+    /// True when the guest flooded its log or stdout/stderr.
+    pub(crate) fn flooded(&self) -> bool {
+        self.flooded || self.output.flooded()
+    }
+
     pub(crate) fn finish(mut self) -> (CallState, Vec<u8>) {
         let output = self.output.take();
         if !output.is_empty() {
@@ -138,6 +152,8 @@ struct LogBudget {
     bytes: usize,
     lines: usize,
     dropped: bool,
+    /// Bytes the guest tried to log, kept or not.
+    attempted: usize,
 }
 
 impl LogBudget {
@@ -164,8 +180,16 @@ impl WasiView for EventCtx {
 impl types::Host for EventCtx {}
 
 impl log::Host for EventCtx {
-    fn log(&mut self, level: types::Level, message: String) {
+    fn log(&mut self, level: types::Level, message: String) -> wasmtime::Result<()> {
+        self.log_budget.attempted += message.len();
+        if self.log_budget.attempted > MAX_LOG_ATTEMPT_BYTES {
+            self.flooded = true;
+            wasmtime::bail!(
+                "log flood: over {MAX_LOG_ATTEMPT_BYTES} bytes of log output in one event"
+            );
+        }
         self.emit(level, &message);
+        Ok(())
     }
 }
 
@@ -271,6 +295,8 @@ struct Captured {
     buffer: Vec<u8>,
     cap: usize,
     overflowed: bool,
+    attempted: usize,
+    flooded: bool,
 }
 
 impl CapturedOutput {
@@ -280,6 +306,8 @@ impl CapturedOutput {
                 buffer: Vec::new(),
                 cap,
                 overflowed: false,
+                attempted: 0,
+                flooded: false,
             })),
         }
     }
@@ -288,15 +316,27 @@ impl CapturedOutput {
         f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn append(&self, bytes: &[u8]) {
+    /// Keep what fits; `Err` once the guest tried to write more than
+    /// [`MAX_LOG_ATTEMPT_BYTES`].
+    fn append(&self, bytes: &[u8]) -> Result<(), ()> {
         self.with(|c| {
+            c.attempted += bytes.len();
+            if c.attempted > MAX_LOG_ATTEMPT_BYTES {
+                c.flooded = true;
+                return Err(());
+            }
             let room = c.cap.saturating_sub(c.buffer.len());
             if bytes.len() > room {
                 c.overflowed = true;
             }
             let take = bytes.len().min(room);
             c.buffer.extend_from_slice(&bytes[..take]);
+            Ok(())
         })
+    }
+
+    fn flooded(&self) -> bool {
+        self.with(|c| c.flooded)
     }
 
     fn take(&self) -> Vec<u8> {
@@ -327,8 +367,11 @@ impl StdoutStream for CapturedOutput {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for CapturedOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.append(&bytes);
-        Ok(())
+        self.append(&bytes).map_err(|()| {
+            wasmtime_wasi::p2::StreamError::Trap(wasmtime::format_err!(
+                "log flood: over {MAX_LOG_ATTEMPT_BYTES} bytes written to stdout/stderr in one event"
+            ))
+        })
     }
 
     fn flush(&mut self) -> StreamResult<()> {
@@ -351,8 +394,10 @@ impl tokio::io::AsyncWrite for CapturedOutput {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.append(buf);
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(match self.append(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(()) => Err(std::io::Error::other("log flood")),
+        })
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -25,6 +25,7 @@ wasmtime::component::bindgen!({
     world: "ivr-app",
     imports: {
         "ivr:app/state.set": trappable,
+        "ivr:app/log.log": trappable,
     },
     additional_derives: [PartialEq],
 });
@@ -295,10 +296,12 @@ impl Runtime {
         };
         let ctx = store.into_data();
         let memory_exceeded = ctx.limiter.exceeded;
+        let flooded = ctx.flooded();
         let (state, output) = ctx.finish();
         let result = match result {
             Ok(Ok(reply)) => Ok(convert::reply_from_wit(reply)),
             Ok(Err(app_error)) => Err(Fault::AppError(app_error.message)),
+            Err(err) if flooded => Err(Fault::LogFlood(format!("{err:#}"))),
             Err(err) => Err(classify(err, memory_exceeded)),
         };
         GuestOutcome {
@@ -380,6 +383,9 @@ pub enum Fault {
     /// No app is routed for the call.
     #[error("no route: {0}")]
     NoRoute(String),
+    /// The guest tried to write far more log output than allowed.
+    #[error("log flood: {0}")]
+    LogFlood(String),
     /// The app already runs its maximum of concurrent events.
     #[error("overloaded: {0}")]
     Overloaded(String),
@@ -397,6 +403,7 @@ impl Fault {
             Fault::InvalidReply(_) => "invalid_reply",
             Fault::NoRoute(_) => "no_route",
             Fault::Overloaded(_) => "overloaded",
+            Fault::LogFlood(_) => "log_flood",
         }
     }
 }

@@ -157,6 +157,22 @@ impl Host {
         std::fs::read_to_string(self.dir.join("host.log")).unwrap_or_default()
     }
 
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The host's resident memory, in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Kill the process with SIGKILL (no chance to clean up) and wait for it.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,277 @@
+//! The hostile-guest suite: each misbehaviour gets the fallback callflow
+//! with the right fault kind recorded, while a well-behaved app served by
+//! the same host keeps answering correctly; afterwards the host is healthy
+//! and its memory has not grown past a bound.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Call, Host, guest, request};
+use serde_json::{Value, json};
+
+const APOLOGY: &str = r#"{"callflow":[{"action":"say","params":{"text":"We are sorry, we cannot take your call right now. Please try again later. Goodbye.","voiceProfile":"en-US-ZiraRUS"}},{"action":"hangup"}]}"#;
+
+/// A host serving bank-menu by default and the misbehaving guest for the
+/// subaccount `hostile`.
+fn two_app_host(dir: &std::path::Path) -> Host {
+    let host = Host::start_admin(dir, &[]);
+    host.deploy("good", &guest("bank-menu"));
+    host.deploy("hostile", &guest("misbehave"));
+    let routes =
+        json!({ "default_app": "good", "rules": [{ "sub_account": "hostile", "app": "hostile" }] });
+    let (status, body) = host.admin_call("PUT", "/routes", Some(routes.to_string().as_bytes()));
+    assert_eq!(status, 200, "{body}");
+    host
+}
+
+/// Send one hostile event (`digits`) as the second event of a new call;
+/// return the raw reply and the log line recording its outcome.
+fn hostile_event(host: &Host, digits: &str) -> (String, String) {
+    let mut call = Call::new();
+    call.client_action_id = Some("start".into());
+    let mut event = call.event(Some(digits));
+    event["payload"]["subAccountId"] = "hostile".into();
+    let (status, body) = host.post("/webhooks/vca", &event.to_string());
+    assert_eq!(
+        status, 200,
+        "{digits}: a fault must never become a non-200: {body}"
+    );
+    let session = format!("session={} ", call.session_id);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = host.log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains(&session) && l.contains("kind="))
+        {
+            return (body, line.to_owned());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{digits}: no fault recorded for {session}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Keeps driving the well-behaved app and counts wrong answers.
+struct Bystander {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    wrong: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Bystander {
+    fn start(host: &Arc<Host>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let wrong = Arc::new(Mutex::new(Vec::new()));
+        let (h, s, a, w) = (host.clone(), stop.clone(), answered.clone(), wrong.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let mut call = Call::new();
+                let first = call.step(&h, None);
+                let again = call.step(&h, Some("3"));
+                for (reply, id) in [(&first, "main-1"), (&again, "main-1")] {
+                    if reply["clientActionId"] != id
+                        || reply["callflow"][0]["action"] != "sayAndCapture"
+                    {
+                        w.lock().unwrap().push(reply.to_string());
+                    }
+                }
+                a.fetch_add(2, Ordering::Relaxed);
+            }
+        });
+        Self {
+            stop,
+            answered,
+            wrong,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("bystander thread");
+        }
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.wrong.lock().unwrap().clone(),
+        )
+    }
+}
+
+#[test]
+fn every_hostile_guest_gets_the_fallback_with_its_fault_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(two_app_host(dir.path()));
+    // Warm up, then measure memory before the suite.
+    for _ in 0..20 {
+        Call::new().step(&host, None);
+    }
+    let rss_before = host.rss_kib();
+    let bystander = Bystander::start(&host);
+
+    let cases = [
+        ("loop", "deadline"),
+        ("memory", "memory"),
+        ("recurse", "trap"),
+        ("panic", "trap"),
+        ("many-actions", "invalid_reply"),
+        ("huge-text", "invalid_reply"),
+        ("invalid", "invalid_reply"),
+        ("three-calls", "invalid_reply"),
+        ("max-digits-99", "invalid_reply"),
+        ("error", "app_error"),
+        ("read-file", "trap"),
+        ("read-env", "trap"),
+        ("list-args", "trap"),
+        ("open-socket", "trap"),
+        ("resolve-name", "trap"),
+        ("log-flood", "log_flood"),
+        ("print-flood", "log_flood"),
+        ("sleep-loop", "deadline"),
+        ("sleep-long", "deadline"),
+    ];
+    // The suite runs twice: the first round pays one-time costs (the first
+    // stack overflow makes the process keep ~85 MiB), the second must not
+    // grow the host any further.
+    let mut rss_after_round = Vec::new();
+    for round in 1..=2 {
+        let mut report = Vec::new();
+        for (digits, kind) in cases {
+            let started = Instant::now();
+            let (reply, line) = hostile_event(&host, digits);
+            report.push(format!("{digits}: {} ms", started.elapsed().as_millis()));
+            assert_eq!(reply, APOLOGY, "{digits}");
+            assert!(
+                line.contains(&format!("kind=\"{kind}\"")),
+                "{digits}: expected {kind} in {line}"
+            );
+        }
+        std::thread::sleep(Duration::from_secs(3)); // let the sleeping guest finish
+        rss_after_round.push(host.rss_kib());
+        println!("hostile suite round {round}: {}", report.join(", "));
+    }
+
+    let (answered, wrong) = bystander.finish();
+    assert!(
+        answered > 20,
+        "the well-behaved app answered only {answered} events during the suite"
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} wrong replies from the well-behaved app, first: {}",
+        wrong.len(),
+        wrong[0]
+    );
+
+    let log = host.log();
+    assert!(
+        log.contains("stack overflow") || log.contains("call stack exhausted"),
+        "stack overflow named"
+    );
+    assert!(
+        log.contains("reading a host file"),
+        "the failed file read is in the trap message"
+    );
+    assert!(
+        log.contains("callflow: has 10001 actions; at most 32 are allowed"),
+        "the broken rule is named"
+    );
+    assert!(log.contains("callflow[0].params.text: must be at most 3000 characters"));
+    assert!(
+        log.contains("guest log output over the per-event limit"),
+        "the log flood is cut with a marker"
+    );
+
+    // Healthy, and memory bounded: under 256 MiB in all, and no growth in
+    // the second round beyond 16 MiB.
+    let (status, _) = request("GET", &format!("{}/healthz", host.webhooks), None, &[]);
+    assert_eq!(status, 200);
+    let (first, second) = (rss_after_round[0], rss_after_round[1]);
+    println!(
+        "host RSS: before {rss_before} KiB, after round 1 {first} KiB, after round 2 {second} KiB"
+    );
+    assert!(second < 256 * 1024, "RSS {second} KiB is over 256 MiB");
+    assert!(
+        second < first + 16 * 1024,
+        "RSS grew from {first} KiB to {second} KiB in the second round"
+    );
+}
+
+#[test]
+fn per_app_limits_and_fallback_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(two_app_host(dir.path()));
+    let settings = json!({
+        "guest_time_ms": 30,
+        "max_concurrent": 1,
+        "fallback": { "callflow": [
+            { "action": "say", "params": { "text": "Please hold for an operator.", "voiceProfile": "en-GB-Emma" } },
+            { "action": "makeCall", "params": { "source": "+6561110000", "destination": "+6560009999" } }
+        ] }
+    });
+    let (status, body) = host.admin_call(
+        "PUT",
+        "/apps/hostile/settings",
+        Some(settings.to_string().as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let operator = json!({ "callflow": [
+        { "action": "say", "params": { "text": "Please hold for an operator.", "voiceProfile": "en-GB-Emma" } },
+        { "action": "makeCall", "params": { "source": "+6561110000", "destination": "+6560009999" } }
+    ] });
+
+    let started = Instant::now();
+    let (reply, line) = hostile_event(&host, "loop");
+    assert_eq!(serde_json::from_str::<Value>(&reply).unwrap(), operator);
+    assert!(line.contains("kind=\"deadline\""), "{line}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "the 30 ms limit applies"
+    );
+
+    // One event at a time for this app: concurrent ones are turned away.
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let host = host.clone();
+            std::thread::spawn(move || hostile_event(&host, "sleep-long"))
+        })
+        .collect();
+    let lines: Vec<String> = workers.into_iter().map(|w| w.join().unwrap().1).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("kind=\"overloaded\"")),
+        "{lines:#?}"
+    );
+    // The other app is not affected.
+    assert_eq!(Call::new().step(&host, None)["clientActionId"], "main-1");
+
+    // Invalid settings are refused with a reason.
+    let (status, body) = host.admin_call(
+        "PUT",
+        "/apps/hostile/settings",
+        Some(br#"{"fallback":{"callflow":[{"action":"hangup"},{"action":"hangup"}]}}"#),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("fallback: callflow[0]"),
+        "{body}"
+    );
+    let (status, body) = host.admin_call(
+        "PUT",
+        "/apps/hostile/settings",
+        Some(br#"{"guest_memory_mib": 4096}"#),
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = host.admin_call("GET", "/apps/hostile/settings", None);
+    assert_eq!((status, body["guest_time_ms"].as_u64()), (200, Some(30)));
+}
