@@ -191,8 +191,11 @@ impl IvrService {
 /// Per-app bounds on concurrently running events.
 #[derive(Default)]
 struct ConcurrencySlots {
-    by_app: Mutex<HashMap<Arc<str>, (usize, Arc<Semaphore>)>>,
+    by_app: Mutex<HashMap<Arc<str>, Bound>>,
 }
+
+/// One app's bound: its limit and the semaphore enforcing it.
+type Bound = (usize, Arc<Semaphore>);
 
 impl ConcurrencySlots {
     /// A slot for one event of `app`, waiting at most [`QUEUE_WAIT`].
