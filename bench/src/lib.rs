@@ -59,7 +59,7 @@ impl Host {
             ])
             .arg(data_dir)
             .env("IVR_ADMIN_TOKEN", TOKEN)
-            .env("IVR_LOG", "warn")
+            .env("IVR_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

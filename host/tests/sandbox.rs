@@ -275,3 +275,30 @@ fn per_app_limits_and_fallback_apply() {
     let (status, body) = host.admin_call("GET", "/apps/hostile/settings", None);
     assert_eq!((status, body["guest_time_ms"].as_u64()), (200, Some(30)));
 }
+
+#[test]
+fn fuel_metering_reports_a_deterministic_cost_per_event() {
+    let app = format!("bank={}", guest("bank-menu").display());
+    let host = Host::start_with_env(&["--app", &app, "--fuel"], &[("IVR_LOG", "debug")]);
+    let costs: Vec<u64> = (0..3)
+        .map(|_| {
+            let mut call = Call::new();
+            call.step(&host, None);
+            let session = format!("session={} ", call.session_id);
+            let log = host.log();
+            let line = log
+                .lines()
+                .find(|l| l.contains(&session) && l.contains("answered"))
+                .unwrap_or_else(|| panic!("no answered line for {session}"));
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix("fuel="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no fuel figure in {line}"))
+        })
+        .collect();
+    assert!(costs[0] > 1000, "{costs:?}");
+    assert!(
+        costs.iter().all(|c| *c == costs[0]),
+        "the same event costs the same: {costs:?}"
+    );
+}

@@ -118,8 +118,8 @@ impl Host {
             ])
             .arg(dir.join("data"))
             .args(args)
-            .envs(env.iter().copied())
             .env("IVR_LOG", "info,guest=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
