@@ -75,7 +75,36 @@ pub trait IvrApp {
     /// Returning `Err` makes the host answer with the app's fallback callflow
     /// (by default an apology and hangup) and record the message.
     fn handle_call(event: &CallEvent) -> Result<Reply, Error>;
+
+    /// Hear how a call ended: called once per call with 8x8's session
+    /// summary, on the version that answered the call, with the call's
+    /// [`state`] still readable. The default does nothing.
+    ///
+    /// ```
+    /// use ivr_sdk::{CallEvent, Error, IvrApp, Reply, SessionSummary};
+    ///
+    /// struct Logged;
+    ///
+    /// impl IvrApp for Logged {
+    ///     fn handle_call(_event: &CallEvent) -> Result<Reply, Error> {
+    ///         Ok(Reply::new().hangup())
+    ///     }
+    ///     fn session_ended(summary: &SessionSummary) {
+    ///         if summary.session_status != "COMPLETED" {
+    ///             ivr_sdk::log::warn(&format!("call {} ended {}", summary.session_id, summary.session_status));
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = Logged;
+    /// ```
+    fn session_ended(summary: &SessionSummary) {
+        let _ = summary;
+    }
 }
+
+/// The Voice Session Summary of a finished call: status, times, last
+/// action, error code, legs.
+pub type SessionSummary = wit::SessionSummary;
 
 /// Connects an [`IvrApp`] type to the generated WIT bindings; used by [`export!`].
 #[doc(hidden)]
@@ -87,6 +116,10 @@ impl<A: IvrApp> bindings::Guest for Adapter<A> {
         A::handle_call(&event)
             .map(Reply::into_wit)
             .map_err(Error::into_wit)
+    }
+
+    fn handle_session_summary(summary: wit::SessionSummary) {
+        A::session_ended(&summary);
     }
 }
 

@@ -64,6 +64,18 @@ pub struct ServeArgs {
     /// Largest uploaded component, in MiB [default: 32].
     #[arg(long, env = "IVR_UPLOAD_MIB", value_name = "MIB")]
     pub upload_mib: Option<usize>,
+    /// The `Authorization` header value 8x8 must send on every webhook (the
+    /// `--auth-header` given to `ivr-host webhooks create`); unset: open.
+    #[arg(
+        long,
+        env = "IVR_WEBHOOK_AUTH_HEADER",
+        hide_env_values = true,
+        value_name = "VALUE"
+    )]
+    pub webhook_auth_header: Option<String>,
+    /// Keep call traces and summaries this many days [default: 30].
+    #[arg(long, env = "IVR_RETENTION_DAYS", value_name = "DAYS")]
+    pub retention_days: Option<u64>,
     /// Most events of one app running at once [default: 2 × CPU cores, at least 4].
     #[arg(long, env = "IVR_APP_CONCURRENCY", value_name = "N")]
     pub app_concurrency: Option<usize>,
@@ -159,6 +171,8 @@ struct FileConfig {
     admin_token: Option<String>,
     default_app: Option<String>,
     call_idle_secs: Option<u64>,
+    webhook_auth_header: Option<String>,
+    retention_days: Option<u64>,
     routes: Option<RouteTable>,
     #[serde(default)]
     limits: FileLimits,
@@ -226,6 +240,10 @@ pub struct Settings {
     pub routes: Option<RouteTable>,
     /// How long a call keeps its pin and state without an event.
     pub call_idle_ttl: Duration,
+    /// The `Authorization` value required on webhooks.
+    pub webhook_auth_header: Option<String>,
+    /// How long traces and summaries are kept.
+    pub retention: Duration,
     /// Limits.
     pub limits: Limits,
 }
@@ -352,6 +370,19 @@ impl Settings {
             default_app: args.default_app.or(file.default_app),
             routes: file.routes,
             call_idle_ttl: Duration::from_secs(call_idle_secs),
+            webhook_auth_header: args
+                .webhook_auth_header
+                .or(file.webhook_auth_header)
+                .filter(|v| !v.is_empty()),
+            retention: Duration::from_secs(
+                args.retention_days
+                    .or(file.retention_days)
+                    .unwrap_or(30)
+                    .max(1)
+                    * 24
+                    * 60
+                    * 60,
+            ),
             limits: Limits {
                 guest: GuestLimits {
                     run_time: Duration::from_millis(guest_time_ms),

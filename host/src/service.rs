@@ -12,9 +12,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::apps::settings::Effective;
 use crate::apps::{AppRegistry, LoadedApp};
+use crate::protocol::summary::SessionSummary;
 use crate::protocol::{self, CallAction, Webhook};
 use crate::runtime::{EventContext, Fault, GuestOutcome, Runtime};
+use crate::store::sessions::{SessionStore, TraceRecord};
 use crate::store::{CallStateStore, ReplyCache};
+use serde_json::value::RawValue;
 
 /// How long an event waits for a slot when its app already runs its maximum
 /// of concurrent events, before it gets the fallback.
@@ -32,6 +35,8 @@ pub enum Answer {
     Acknowledged,
     /// `400`: the body could not be read; names the field or rule.
     BadRequest(protocol::ParseError),
+    /// `500`: a summary could not be stored (8x8 should deliver it again).
+    StorageFailed(String),
 }
 
 /// Everything needed to answer webhooks.
@@ -41,6 +46,7 @@ pub struct IvrService {
     states: CallStateStore,
     replies: ReplyCache,
     slots: ConcurrencySlots,
+    sessions: Arc<SessionStore>,
 }
 
 impl IvrService {
@@ -50,6 +56,7 @@ impl IvrService {
         apps: AppRegistry,
         states: CallStateStore,
         replies: ReplyCache,
+        sessions: Arc<SessionStore>,
     ) -> Self {
         Self {
             runtime,
@@ -57,7 +64,13 @@ impl IvrService {
             states,
             replies,
             slots: ConcurrencySlots::default(),
+            sessions,
         }
+    }
+
+    /// Call traces and session summaries.
+    pub fn sessions(&self) -> &Arc<SessionStore> {
+        &self.sessions
     }
 
     /// The app registry.
@@ -67,42 +80,152 @@ impl IvrService {
 
     /// Answer one webhook body, whatever URL it arrived on (8x8 may send any
     /// event type to any URL; the body's `eventType` decides).
-    pub async fn handle_webhook(&self, body: &[u8]) -> Answer {
-        match protocol::parse_webhook(body) {
+    pub async fn handle_webhook(self: &Arc<Self>, body: Bytes) -> Answer {
+        match protocol::parse_webhook(&body) {
             Err(err) => Answer::BadRequest(err),
             Ok(Webhook::CallAction(event)) => {
-                Answer::Callflow(self.answer_call_action(event).await)
+                Answer::Callflow(self.answer_call_action(event, body).await)
             }
-            Ok(Webhook::Other { event_type, .. }) => {
-                tracing::debug!(event_type = event_type.as_str(), "acknowledged");
+            Ok(Webhook::SessionSummary { summary, payload }) => {
+                self.accept_summary(*summary, payload, body).await
+            }
+            Ok(Webhook::Other {
+                event_type,
+                payload,
+            }) => {
+                #[derive(serde::Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Ids {
+                    session_id: Option<String>,
+                    event_id: Option<String>,
+                }
+                let ids: Option<Ids> = serde_json::from_str(payload.get()).ok();
+                let (session_id, event_id) =
+                    ids.map(|i| (i.session_id, i.event_id)).unwrap_or_default();
+                tracing::debug!(event_type = event_type.as_str(), session = ?session_id, "acknowledged");
+                if let Some(session_id) = session_id {
+                    self.sessions.record(TraceRecord {
+                        session_id,
+                        at: now(),
+                        event_type: event_type.as_str().to_owned(),
+                        event_id,
+                        request_bytes: Some(body),
+                        ..TraceRecord::default()
+                    });
+                }
                 Answer::Acknowledged
             }
         }
     }
 
+    /// Store a session summary durably, acknowledge it, then let the app
+    /// that answered the call hear it and release the call's pin and state.
+    async fn accept_summary(
+        self: &Arc<Self>,
+        summary: SessionSummary,
+        payload: Box<RawValue>,
+        body: Bytes,
+    ) -> Answer {
+        let started = Instant::now();
+        let sessions = self.sessions.clone();
+        let stored = {
+            let summary = summary.clone();
+            tokio::task::spawn_blocking(move || sessions.insert_summary(&summary, payload.get()))
+                .await
+        };
+        let is_new = match stored {
+            Ok(Ok(is_new)) => is_new,
+            Ok(Err(err)) => return Answer::StorageFailed(format!("{err:#}")),
+            Err(err) => return Answer::StorageFailed(format!("storing the summary failed: {err}")),
+        };
+        if !is_new {
+            tracing::debug!(session = %summary.session_id, "repeated session summary; already stored");
+            return Answer::Acknowledged;
+        }
+        let service = self.clone();
+        tokio::spawn(async move { service.deliver_summary(summary, body, started).await });
+        Answer::Acknowledged
+    }
+
+    /// Run the app's summary export on the version that answered the call.
+    async fn deliver_summary(&self, summary: SessionSummary, body: Bytes, started: Instant) {
+        let session_id = summary.session_id.clone();
+        let snapshot = self.apps.snapshot();
+        let app = self.apps.pinned(&session_id);
+        let mut record = TraceRecord {
+            session_id: session_id.clone(),
+            at: now(),
+            event_type: "SESSION_SUMMARY".into(),
+            request_bytes: Some(body),
+            ..TraceRecord::default()
+        };
+        if let Some(app) = app {
+            let limits = snapshot.effective(&app.name);
+            let call = EventContext {
+                app: app.name.clone(),
+                version: app.version_label.clone(),
+                session_id: session_id.clone(),
+                state: self.states.load(&session_id),
+                config: snapshot.config(&app.name),
+            };
+            record.app = Some(app.name.to_string());
+            record.version = Some(app.version);
+            let result = self
+                .run_on_blocking_thread(&app, &limits, move |runtime, compiled, limits| {
+                    runtime.handle_session_summary(compiled, &summary, call, limits)
+                })
+                .await
+                .and_then(|outcome| outcome.result);
+            if let Err(fault) = result {
+                tracing::warn!(app = %app.name, version = app.version, session = %session_id, kind = fault.kind(), "the session summary handler failed: {fault}");
+                record.fault_kind = Some(fault.kind().to_owned());
+                record.fault = Some(fault.to_string());
+            }
+        } else {
+            tracing::debug!(session = %session_id, "session summary for a call no app version is pinned to");
+        }
+        record.elapsed_us = Some(started.elapsed().as_micros() as u64);
+        self.sessions.record(record);
+        self.apps.release(&session_id);
+        self.states.remove(&session_id);
+    }
+
     /// The callflow for a VCA: the first reply given to its `eventId`, or a
     /// new decision.
-    async fn answer_call_action(&self, event: CallAction) -> Bytes {
+    async fn answer_call_action(&self, event: CallAction, body: Bytes) -> Bytes {
         if event.event_id.is_empty() {
-            return self.decide(event).await;
+            return self.decide(event, body).await;
         }
         let event_id = event.event_id.clone();
         self.replies
-            .get_or_decide(&event_id, || self.decide(event))
+            .get_or_decide(&event_id, || self.decide(event, body))
             .await
     }
 
     /// Route the event (or follow its call's pin), run the app on a fresh
     /// instance within its limits, check its reply.
-    async fn decide(&self, event: CallAction) -> Bytes {
+    async fn decide(&self, event: CallAction, body: Bytes) -> Bytes {
         let started = Instant::now();
+        let mut record = TraceRecord {
+            session_id: event.session_id.clone(),
+            at: now(),
+            event_type: "CALL_ACTION".into(),
+            event_id: Some(event.event_id.clone()),
+            request_bytes: Some(body),
+            ..TraceRecord::default()
+        };
         let snapshot = self.apps.snapshot();
         let app = match self.apps.resolve(&snapshot, &event) {
             Ok(app) => app,
             Err(reason) => {
                 let fault = Fault::NoRoute(reason);
                 tracing::warn!(session = %event.session_id, event = %event.event_id, kind = fault.kind(), "{fault}; answering with the fallback callflow");
-                return snapshot.host_default().fallback.clone();
+                let fallback = snapshot.host_default().fallback.clone();
+                record.fault_kind = Some(fault.kind().to_owned());
+                record.fault = Some(fault.to_string());
+                record.reply_bytes = Some(fallback.clone());
+                self.sessions.record(record);
+                return fallback;
             }
         };
         let limits = snapshot.effective(&app.name);
@@ -121,7 +244,10 @@ impl IvrService {
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
         let fuel = outcome.as_ref().and_then(|o| o.fuel_used);
-        match result {
+        record.app = Some(app.name.to_string());
+        record.version = Some(app.version);
+        record.elapsed_us = Some(elapsed_us);
+        let reply = match result {
             Ok(json) => {
                 if let Some(outcome) = outcome {
                     self.states.commit(&session_id, outcome.state);
@@ -134,13 +260,17 @@ impl IvrService {
                     app = %app.name, version = app.version, session = %session_id, event = %event_id,
                     kind = fault.kind(), elapsed_us, fuel, "{fault}; answering with the fallback callflow"
                 );
+                record.fault_kind = Some(fault.kind().to_owned());
+                record.fault = Some(fault.to_string());
                 limits.fallback.clone()
             }
-        }
+        };
+        record.reply_bytes = Some(reply.clone());
+        self.sessions.record(record);
+        reply
     }
 
-    /// Run the guest on a blocking thread, within the app's concurrency
-    /// bound and a wall-clock deadline.
+    /// Run a VCA on the guest.
     async fn run_guest(
         &self,
         app: &Arc<LoadedApp>,
@@ -148,6 +278,22 @@ impl IvrService {
         event: CallAction,
         call: EventContext,
     ) -> Result<GuestOutcome, Fault> {
+        self.run_on_blocking_thread(app, limits, move |runtime, compiled, limits| {
+            runtime.handle_call_action(compiled, &event, call, limits)
+        })
+        .await
+    }
+
+    /// Run `job` on a blocking thread, within the app's concurrency bound
+    /// and a wall-clock deadline.
+    async fn run_on_blocking_thread<R: Send + 'static>(
+        &self,
+        app: &Arc<LoadedApp>,
+        limits: &Arc<Effective>,
+        job: impl FnOnce(&Runtime, &crate::runtime::CompiledApp, &crate::runtime::GuestLimits) -> R
+        + Send
+        + 'static,
+    ) -> Result<R, Fault> {
         let permit = self.slots.acquire(&app.name, limits.max_concurrent).await?;
         let runtime = self.runtime.clone();
         let guest_limits = limits.guest;
@@ -157,8 +303,7 @@ impl IvrService {
         // worker. The permit goes with it, so a guest still stuck in a host
         // call after the wall-clock deadline keeps counting against its app.
         let task = tokio::task::spawn_blocking(move || {
-            let outcome =
-                runtime.handle_call_action(&guest_app.compiled, &event, call, &guest_limits);
+            let outcome = job(&runtime, &guest_app.compiled, &guest_limits);
             drop(permit);
             outcome
         });
@@ -221,4 +366,8 @@ impl ConcurrencySlots {
             ))),
         }
     }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
 }

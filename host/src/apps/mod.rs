@@ -254,6 +254,11 @@ impl AppRegistry {
             .get_or_pin(&event.session_id, || snapshot.route(event))
     }
 
+    /// The version pinned to a call, if any.
+    pub fn pinned(&self, session_id: &str) -> Option<Arc<LoadedApp>> {
+        self.pins.get(session_id)
+    }
+
     /// Forget a call's pin (it ended).
     pub fn release(&self, session_id: &str) {
         self.pins.release(session_id);

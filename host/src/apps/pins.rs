@@ -67,6 +67,15 @@ impl PinTable {
         Ok(app)
     }
 
+    /// The version pinned for `session_id`, without pinning anything.
+    pub fn get(&self, session_id: &str) -> Option<Arc<LoadedApp>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session_id)
+            .map(|p| p.app.clone())
+    }
+
     /// Forget a call's pin (the call ended).
     pub fn release(&self, session_id: &str) {
         self.inner

@@ -13,6 +13,7 @@ use crate::edge::{self, AdminEdge, WebhookEdge};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::IvrService;
 use crate::store::db::SqliteStore;
+use crate::store::sessions::SessionStore;
 use crate::store::{CallStateStore, ReplyCache};
 
 /// Most calls with state at once.
@@ -44,7 +45,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         fuel: settings.limits.guest.fuel,
         ..RuntimeOptions::default()
     })?);
-    let db = Arc::new(SqliteStore::open(&settings.data_dir.join("ivr.sqlite3"))?);
+    let db_path = settings.data_dir.join("ivr.sqlite3");
+    let db = Arc::new(SqliteStore::open(&db_path)?);
+    let sessions = Arc::new(SessionStore::open(&db_path)?);
     let started = std::time::Instant::now();
     let registry = AppRegistry::open(
         runtime.clone(),
@@ -68,12 +71,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         registry,
         CallStateStore::new(MAX_CALLS_WITH_STATE, settings.call_idle_ttl),
         ReplyCache::new(MAX_REMEMBERED_REPLIES, REPLY_TTL),
+        sessions,
     ));
 
     let webhook_listener = edge::bind(settings.listen, "webhooks").await?;
     let admin_listener = edge::bind(settings.admin_listen, "the admin API").await?;
     let webhook_addr = webhook_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    if settings.webhook_auth_header.is_none() {
+        tracing::warn!(
+            "no webhook auth header is configured (IVR_WEBHOOK_AUTH_HEADER): the webhook listener accepts unauthenticated requests"
+        );
+    }
+    tokio::spawn(prune_traces(service.sessions().clone(), settings.retention));
     if settings.admin_token.is_none() {
         tracing::warn!(
             "IVR_ADMIN_TOKEN is not set: the admin API on loopback {admin_addr} is open to local users"
@@ -86,6 +96,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Arc::new(WebhookEdge {
             service: service.clone(),
             body_limit: settings.limits.webhook_body_bytes,
+            auth_header: settings.webhook_auth_header.clone(),
         }),
         stop_rx.clone(),
     ));
@@ -170,6 +181,27 @@ async fn apply_startup_settings(registry: &AppRegistry, settings: &Settings) -> 
             .context("applying the configured routes")?;
     }
     Ok(())
+}
+
+/// Delete traces and summaries older than the retention, hourly.
+async fn prune_traces(sessions: Arc<SessionStore>, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60 * 60));
+    loop {
+        tick.tick().await;
+        let Ok(cutoff) = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::try_from(retention).unwrap_or_default())
+        else {
+            continue;
+        };
+        let sessions = sessions.clone();
+        match tokio::task::spawn_blocking(move || sessions.prune(&cutoff.to_string())).await {
+            Ok(Ok(removed)) if removed > 0 => {
+                tracing::info!(removed, "pruned call traces older than the retention")
+            }
+            Ok(Err(err)) => tracing::warn!("pruning call traces failed: {err:#}"),
+            _ => {}
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -18,6 +18,7 @@ use crate::apps::settings::AppSettings;
 use crate::apps::{AdminError, AppRegistry};
 use crate::runtime::AppConfig;
 use crate::service::IvrService;
+use crate::store::sessions::SessionFilter;
 
 /// Largest JSON body accepted for routes, config and rollback requests.
 const JSON_BODY_LIMIT: usize = 1024 * 1024;
@@ -110,6 +111,59 @@ impl AdminEdge {
                     )
                 }
                 _ => http::method_not_allowed(&method, &path, "GET, PUT"),
+            },
+            ["sessions"] => match method {
+                Method::GET => {
+                    let filter = match session_filter(request.uri().query().unwrap_or_default()) {
+                        Ok(filter) => filter,
+                        Err(reason) => {
+                            return http::error(StatusCode::BAD_REQUEST, "invalid query", reason);
+                        }
+                    };
+                    let sessions = self.service.sessions().clone();
+                    let found =
+                        tokio::task::spawn_blocking(move || sessions.sessions(&filter)).await;
+                    match found {
+                        Ok(Ok(list)) => to_json(
+                            StatusCode::OK,
+                            Ok::<_, AdminError>(serde_json::json!({ "sessions": list })),
+                        ),
+                        Ok(Err(err)) => {
+                            to_json::<()>(StatusCode::OK, Err(AdminError::Internal(err)))
+                        }
+                        Err(err) => {
+                            to_json::<()>(StatusCode::OK, Err(AdminError::Internal(err.into())))
+                        }
+                    }
+                }
+                _ => http::method_not_allowed(&method, &path, "GET"),
+            },
+            ["sessions", id] => match method {
+                Method::GET => {
+                    let sessions = self.service.sessions().clone();
+                    let id = (*id).to_owned();
+                    let found =
+                        tokio::task::spawn_blocking(move || sessions.session(&id).map(|t| (id, t)))
+                            .await;
+                    match found {
+                        Ok(Ok((_, Some(trace)))) => {
+                            to_json(StatusCode::OK, Ok::<_, AdminError>(trace))
+                        }
+                        Ok(Ok((id, None))) => to_json::<()>(
+                            StatusCode::OK,
+                            Err(AdminError::NotFound(format!(
+                                "no session {id:?} is recorded"
+                            ))),
+                        ),
+                        Ok(Err(err)) => {
+                            to_json::<()>(StatusCode::OK, Err(AdminError::Internal(err)))
+                        }
+                        Err(err) => {
+                            to_json::<()>(StatusCode::OK, Err(AdminError::Internal(err.into())))
+                        }
+                    }
+                }
+                _ => http::method_not_allowed(&method, &path, "GET"),
             },
             ["routes"] => match method {
                 Method::GET => to_json(
@@ -220,4 +274,67 @@ fn to_json<T: serde::Serialize>(status: StatusCode, result: Result<T, AdminError
 /// Compare two secrets in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
+}
+
+/// Parse `status=&app=&since=&until=&limit=` (limit default 50, at most 1000).
+fn session_filter(query: &str) -> Result<SessionFilter, String> {
+    let mut filter = SessionFilter {
+        limit: 50,
+        ..SessionFilter::default()
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value).ok_or_else(|| format!("{key}: bad percent-encoding"))?;
+        match key {
+            "status" => filter.status = Some(value),
+            "app" => filter.app = Some(value),
+            "since" | "until" => {
+                let at: jiff::Timestamp = value
+                    .parse()
+                    .map_err(|e| format!("{key}: {value:?} is not an RFC 3339 time ({e})"))?;
+                if key == "since" {
+                    filter.since = Some(at.to_string());
+                } else {
+                    filter.until = Some(at.to_string());
+                }
+            }
+            "limit" => {
+                filter.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| format!("limit: {value:?} is not a number from 1 to 1000"))?;
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}; use status, app, since, until, limit"
+                ));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }

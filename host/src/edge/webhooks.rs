@@ -14,6 +14,8 @@ pub struct WebhookEdge {
     pub service: Arc<IvrService>,
     /// Largest accepted body, in bytes.
     pub body_limit: usize,
+    /// The `Authorization` value 8x8 must send (the webhook's `httpAuthHeader`); `None`: open.
+    pub auth_header: Option<String>,
 }
 
 impl WebhookEdge {
@@ -25,15 +27,42 @@ impl WebhookEdge {
                 if request.method() != Method::POST {
                     return http::method_not_allowed(request.method(), &path, "POST");
                 }
+                if let Some(expected) = &self.auth_header {
+                    let presented = request
+                        .headers()
+                        .get(hyper::header::AUTHORIZATION)
+                        .map(|v| v.as_bytes());
+                    match presented {
+                        Some(p) if super::admin::constant_time_eq(p, expected.as_bytes()) => {}
+                        Some(_) => {
+                            return http::error(
+                                StatusCode::UNAUTHORIZED,
+                                "unauthorized",
+                                "wrong Authorization header",
+                            );
+                        }
+                        None => {
+                            return http::error(
+                                StatusCode::UNAUTHORIZED,
+                                "unauthorized",
+                                "missing Authorization header",
+                            );
+                        }
+                    }
+                }
                 let body = match http::read_body(request, self.body_limit).await {
                     Ok(body) => body,
                     Err(response) => return response,
                 };
-                match self.service.handle_webhook(&body).await {
+                match self.service.handle_webhook(body).await {
                     Answer::Callflow(json) => http::json(StatusCode::OK, json),
                     Answer::Acknowledged => http::json(StatusCode::OK, "{}"),
                     Answer::BadRequest(err) => {
                         http::error(StatusCode::BAD_REQUEST, "invalid webhook", err)
+                    }
+                    Answer::StorageFailed(err) => {
+                        tracing::error!("could not store a session summary: {err}");
+                        http::error(StatusCode::INTERNAL_SERVER_ERROR, "storage failed", err)
                     }
                 }
             }

@@ -10,6 +10,8 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::value::RawValue;
+
+use super::summary::SessionSummary;
 use std::fmt;
 
 /// Why an inbound webhook body was refused; names the field or the rule.
@@ -82,6 +84,13 @@ impl EventType {
 pub enum Webhook {
     /// A Voice Call Action: the caller waits for the next callflow.
     CallAction(CallAction),
+    /// A Voice Session Summary: the call ended.
+    SessionSummary {
+        /// The summary, typed.
+        summary: Box<SessionSummary>,
+        /// The payload, verbatim (what is stored).
+        payload: Box<RawValue>,
+    },
     /// Any other event type; its payload is kept as raw JSON text.
     Other {
         /// The event type.

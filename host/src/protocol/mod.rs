@@ -3,6 +3,7 @@
 
 pub mod callflow;
 pub mod event;
+pub mod summary;
 pub mod validate;
 
 pub use callflow::{Action, Callflow};

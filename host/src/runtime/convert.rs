@@ -3,6 +3,7 @@
 use super::ivr::app::types as wit;
 use crate::protocol::callflow as cf;
 use crate::protocol::event::{CallAction, CallDirection, CallStatus, CallType};
+use crate::protocol::summary::SessionSummary;
 
 /// An 8x8 VCA event as the guest sees it.
 pub(crate) fn event_to_wit(event: &CallAction) -> wit::CallEvent {
@@ -39,6 +40,39 @@ pub(crate) fn event_to_wit(event: &CallAction) -> wit::CallEvent {
         sip_code: event.sip_code,
         timestamp: event.timestamp.clone(),
         client_action_id: event.client_action_id.clone(),
+    }
+}
+
+/// A session summary as the guest sees it.
+pub(crate) fn summary_to_wit(summary: &SessionSummary) -> wit::SessionSummary {
+    wit::SessionSummary {
+        session_id: summary.session_id.clone(),
+        sub_account_id: summary.sub_account_id.clone(),
+        session_status: summary.session_status.clone(),
+        start_time: summary.start_time.clone(),
+        end_time: summary.end_time.clone(),
+        last_action: summary.last_action.clone(),
+        call_count: u32::try_from(summary.call_count).unwrap_or(u32::MAX),
+        error_code: summary.error_details.as_ref().and_then(|e| e.error_code),
+        error_message: summary
+            .error_details
+            .as_ref()
+            .and_then(|e| e.error_msg.clone()),
+        legs: summary
+            .details
+            .iter()
+            .map(|(name, leg)| wit::CallLeg {
+                name: name.clone(),
+                call_id: leg.call_id.clone(),
+                call_direction: leg.call_direction.clone(),
+                call_type: leg.call_type.clone(),
+                source: leg.source.clone(),
+                destination: leg.destination.clone(),
+                call_status: leg.call_status.clone(),
+                call_duration: leg.call_duration,
+                connected_timestamp: leg.connected_timestamp.clone(),
+            })
+            .collect(),
     }
 }
 

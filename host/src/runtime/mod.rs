@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+use crate::protocol::summary::SessionSummary as Vss;
 use crate::protocol::{CallAction, Callflow};
 use host_api::EventCtx;
 pub use host_api::{AppConfig, CallState, LogLimits};
@@ -266,6 +267,44 @@ impl Runtime {
         call: EventContext,
         limits: &GuestLimits,
     ) -> GuestOutcome {
+        let wit_event = convert::event_to_wit(event);
+        let outcome = self.run(app, call, limits, |instance, store| {
+            instance.call_handle_call_action(store, &wit_event)
+        });
+        GuestOutcome {
+            result: outcome.result.and_then(|reply| match reply {
+                Ok(reply) => Ok(convert::reply_from_wit(reply)),
+                Err(app_error) => Err(Fault::AppError(app_error.message)),
+            }),
+            state: outcome.state,
+            output: outcome.output,
+            fuel_used: outcome.fuel_used,
+        }
+    }
+
+    /// Hand a session summary to a fresh instance of `app` (blocking, like
+    /// [`Runtime::handle_call_action`]).
+    pub fn handle_session_summary(
+        &self,
+        app: &CompiledApp,
+        summary: &Vss,
+        call: EventContext,
+        limits: &GuestLimits,
+    ) -> GuestOutcome<()> {
+        let wit_summary = convert::summary_to_wit(summary);
+        self.run(app, call, limits, |instance, store| {
+            instance.call_handle_session_summary(store, &wit_summary)
+        })
+    }
+
+    /// One guest call on a fresh store and instance, within `limits`.
+    fn run<R>(
+        &self,
+        app: &CompiledApp,
+        call: EventContext,
+        limits: &GuestLimits,
+        export: impl FnOnce(&IvrApp, &mut Store<EventCtx>) -> wasmtime::Result<R>,
+    ) -> GuestOutcome<R> {
         let ctx = EventCtx::new(call, limits);
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
@@ -283,12 +322,10 @@ impl Runtime {
             // Fuel only measures here; the run-time limit is the epoch deadline.
             let _ = store.set_fuel(u64::MAX);
         }
-
-        let wit_event = convert::event_to_wit(event);
         let result = app
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| instance.call_handle_call_action(&mut store, &wit_event));
+            .and_then(|instance| export(&instance, &mut store));
         let fuel_used = if metered {
             store.get_fuel().ok().map(|left| u64::MAX - left)
         } else {
@@ -299,8 +336,7 @@ impl Runtime {
         let flooded = ctx.flooded();
         let (state, output) = ctx.finish();
         let result = match result {
-            Ok(Ok(reply)) => Ok(convert::reply_from_wit(reply)),
-            Ok(Err(app_error)) => Err(Fault::AppError(app_error.message)),
+            Ok(value) => Ok(value),
             Err(err) if flooded => Err(Fault::LogFlood(format!("{err:#}"))),
             Err(err) => Err(classify(err, memory_exceeded)),
         };
@@ -351,9 +387,9 @@ pub struct EventContext {
 }
 
 /// The result of one guest run.
-pub struct GuestOutcome {
-    /// The callflow the guest chose, or why there is none.
-    pub result: Result<Callflow, Fault>,
+pub struct GuestOutcome<R = Callflow> {
+    /// What the guest returned (for an event: the callflow), or why there is none.
+    pub result: Result<R, Fault>,
     /// The call's state after the event (commit it only on success).
     pub state: CallState,
     /// What the guest wrote to stdout and stderr (already logged).

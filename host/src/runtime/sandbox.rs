@@ -39,10 +39,10 @@ const PROVIDED: &[(&str, &str)] = &[
     ("wasi:sockets/udp", "0.2.12"),
     ("wasi:sockets/udp-create-socket", "0.2.12"),
     ("wasi:sockets/ip-name-lookup", "0.2.12"),
-    ("ivr:app/types", "0.1.0"),
-    ("ivr:app/log", "0.1.0"),
-    ("ivr:app/state", "0.1.0"),
-    ("ivr:app/config", "0.1.0"),
+    ("ivr:app/types", "0.2.0"),
+    ("ivr:app/log", "0.2.0"),
+    ("ivr:app/state", "0.2.0"),
+    ("ivr:app/config", "0.2.0"),
 ];
 
 /// True when the host provides `import` (`pkg:ns/iface@version`) in a
@@ -122,7 +122,8 @@ mod tests {
         assert!(is_provided("wasi:cli/stdout@0.2.6"));
         assert!(is_provided("wasi:cli/stdout@0.2.0"));
         assert!(!is_provided("wasi:cli/stdout@0.3.0"));
-        assert!(is_provided("ivr:app/state@0.1.3"));
+        assert!(is_provided("ivr:app/state@0.2.3"));
+        assert!(!is_provided("ivr:app/state@0.1.0"));
         assert!(!is_provided("ivr:app/state@1.0.0"));
         assert!(!is_provided("wasi:http/outgoing-handler@0.2.6"));
         assert!(!is_provided("wasi:cli/stdout"));

@@ -6,6 +6,7 @@ pub mod call_state;
 pub mod db;
 pub mod files;
 pub mod replies;
+pub mod sessions;
 
 pub use call_state::CallStateStore;
 pub use replies::ReplyCache;

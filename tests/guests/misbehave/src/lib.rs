@@ -109,6 +109,19 @@ impl IvrApp for Misbehave {
             _ => Ok(Reply::from(Action::Hangup)),
         }
     }
+
+    /// Logs what it heard, with the call's state, so tests can see the call
+    /// ended on this version.
+    fn session_ended(summary: &ivr_sdk::SessionSummary) {
+        let state = ivr_sdk::state::get("written").unwrap_or_else(|| "nothing".into());
+        ivr_sdk::log::info(&format!(
+            "summary heard: session {} ended {} with state {state}",
+            summary.session_id, summary.session_status
+        ));
+        if summary.session_status == "PANIC" {
+            panic!("deliberate panic in the summary handler");
+        }
+    }
 }
 
 /// Recurse until the stack overflows (the result is never used).
