@@ -138,9 +138,8 @@ fn every_hostile_guest_gets_the_fallback_with_its_fault_kind() {
         ("sleep-loop", "deadline"),
         ("sleep-long", "deadline"),
     ];
-    // The suite runs twice: the first round pays one-time costs (the first
-    // stack overflow makes the process keep ~85 MiB), the second must not
-    // grow the host any further.
+    // The suite runs twice; the host may grow by at most 32 MiB in all and
+    // 16 MiB in the second round.
     let mut rss_after_round = Vec::new();
     for round in 1..=2 {
         let mut report = Vec::new();
@@ -190,15 +189,17 @@ fn every_hostile_guest_gets_the_fallback_with_its_fault_kind() {
         "the log flood is cut with a marker"
     );
 
-    // Healthy, and memory bounded: under 256 MiB in all, and no growth in
-    // the second round beyond 16 MiB.
+    // Healthy, and memory bounded.
     let (status, _) = request("GET", &format!("{}/healthz", host.webhooks), None, &[]);
     assert_eq!(status, 200);
     let (first, second) = (rss_after_round[0], rss_after_round[1]);
     println!(
         "host RSS: before {rss_before} KiB, after round 1 {first} KiB, after round 2 {second} KiB"
     );
-    assert!(second < 256 * 1024, "RSS {second} KiB is over 256 MiB");
+    assert!(
+        second < rss_before + 32 * 1024,
+        "RSS grew from {rss_before} KiB to {second} KiB over the suite"
+    );
     assert!(
         second < first + 16 * 1024,
         "RSS grew from {first} KiB to {second} KiB in the second round"
