@@ -2,7 +2,9 @@
 
 mod admin;
 mod client;
+mod eightbyeight;
 mod serve;
+mod sessions;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,12 @@ enum Command {
     Routes(admin::RoutesArgs),
     /// Show or change an app's configuration values.
     Config(admin::ConfigArgs),
+    /// List call traces, or show one call's trace.
+    Sessions(sessions::SessionsArgs),
+    /// Create, list or delete the subaccount's 8x8 webhooks.
+    Webhooks(eightbyeight::WebhooksArgs),
+    /// Start an outbound call with 8x8's Send Callflow API.
+    Call(eightbyeight::CallArgs),
 }
 
 /// Parse the command line and run it.
@@ -45,6 +53,9 @@ pub fn main() -> ExitCode {
         Command::Rollback(args) => admin::rollback(args),
         Command::Routes(args) => admin::routes(args),
         Command::Config(args) => admin::config(args),
+        Command::Sessions(args) => sessions::run(args),
+        Command::Webhooks(args) => eightbyeight::webhooks(args),
+        Command::Call(args) => eightbyeight::call(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

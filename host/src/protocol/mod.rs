@@ -1,6 +1,7 @@
 //! The 8x8 CPaaS Voice wire protocol: inbound webhooks, the callflow reply
 //! and the rules a reply must follow. Knows nothing about WebAssembly.
 
+pub mod api;
 pub mod callflow;
 pub mod event;
 pub mod summary;
