@@ -15,6 +15,7 @@ pub struct AdminTarget {
     /// The admin API's URL.
     #[arg(
         long = "admin",
+        global = true,
         env = "IVR_ADMIN_URL",
         default_value = "http://127.0.0.1:8081",
         value_name = "URL"
@@ -23,6 +24,7 @@ pub struct AdminTarget {
     /// The admin bearer token.
     #[arg(
         long,
+        global = true,
         env = "IVR_ADMIN_TOKEN",
         hide_env_values = true,
         value_name = "TOKEN"

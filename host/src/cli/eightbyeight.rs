@@ -11,24 +11,32 @@ use crate::protocol::callflow::{Action, MakeCall, SayAndCapture};
 #[derive(Debug, Clone, clap::Args)]
 pub struct Account {
     /// The 8x8 subaccount id.
-    #[arg(long, env = "IVR_8X8_SUBACCOUNT", value_name = "ID")]
-    pub subaccount: String,
+    #[arg(long, global = true, env = "IVR_8X8_SUBACCOUNT", value_name = "ID")]
+    pub subaccount: Option<String>,
     /// The 8x8 API key (Bearer token).
     #[arg(
         long,
+        global = true,
         env = "IVR_8X8_API_KEY",
         hide_env_values = true,
         value_name = "KEY"
     )]
-    pub api_key: String,
+    pub api_key: Option<String>,
     /// The Voice API base URL.
-    #[arg(long, env = "IVR_8X8_API_BASE", default_value = DEFAULT_API_BASE, value_name = "URL")]
+    #[arg(long, global = true, env = "IVR_8X8_API_BASE", default_value = DEFAULT_API_BASE, value_name = "URL")]
     pub api_base: String,
 }
 
 impl Account {
     fn client(&self) -> anyhow::Result<ApiClient> {
-        ApiClient::new(&self.api_base, &self.subaccount, &self.api_key)
+        let subaccount = self.subaccount.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("no subaccount: pass --subaccount or set IVR_8X8_SUBACCOUNT")
+        })?;
+        let api_key = self
+            .api_key
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("no API key: pass --api-key or set IVR_8X8_API_KEY"))?;
+        ApiClient::new(&self.api_base, subaccount, api_key)
     }
 }
 
