@@ -239,13 +239,81 @@ fn missing_or_mistyped_required_fields_are_named() {
     );
 }
 
+fn summary(body: &str) -> ivr_host::protocol::summary::SessionSummary {
+    match parse_webhook(body.as_bytes()) {
+        Ok(Webhook::SessionSummary { summary, .. }) => *summary,
+        other => panic!("expected a session summary, got {other:?}"),
+    }
+}
+
+#[test]
+fn session_summaries_parse_with_every_documented_variant() {
+    let completed = summary(&fixture("vss_inbound_completed"));
+    assert_eq!(completed.session_id, "4eec57d5-f05a-11f0-baa6-c147150ab00e");
+    assert_eq!(
+        (
+            completed.session_status.as_str(),
+            completed.last_action.as_str()
+        ),
+        ("COMPLETED", "HANGUP")
+    );
+    assert_eq!(completed.call_count, 1);
+    let leg = &completed.details["callA"];
+    assert_eq!(
+        (leg.call_duration, leg.call_status.as_str()),
+        (16, "COMPLETED")
+    );
+    assert_eq!(
+        leg.destination_ref_id.as_deref(),
+        Some("virtual-number-trunk-01")
+    );
+
+    let error = summary(&fixture("vss_error"));
+    let details = error.error_details.as_ref().unwrap();
+    assert_eq!(
+        (details.error_code, details.error_msg.as_deref()),
+        (
+            Some(-2004),
+            Some("No coverage available for requested area")
+        )
+    );
+    assert_eq!(error.details["callA"].call_status, "ERROR");
+    assert_eq!(error.details["callA"].connected_timestamp, None);
+
+    // errorCode as a string, a leg under CallA with "SourceRefId": "null", an unknown status.
+    let mut variant: Value = serde_json::from_str(&fixture("vss_error")).unwrap();
+    variant["payload"]["errorDetails"]["errorCode"] = "-2004".into();
+    variant["payload"]["sessionStatus"] = "COMPLETED_UNSUB_ERROR".into();
+    variant["payload"]["lastAction"] = "PLAY_TTS".into();
+    let leg = variant["payload"]["details"]["callA"].take();
+    variant["payload"]["details"] = serde_json::json!({ "CallA": leg });
+    variant["payload"]["details"]["CallA"]["SourceRefId"] = "null".into();
+    variant["payload"]["details"]["CallA"]["extra"] = true.into();
+    let parsed = summary(&variant.to_string());
+    assert_eq!(parsed.error_details.unwrap().error_code, Some(-2004));
+    assert_eq!(
+        (parsed.session_status.as_str(), parsed.last_action.as_str()),
+        ("COMPLETED_UNSUB_ERROR", "PLAY_TTS")
+    );
+    assert_eq!(
+        parsed.details["CallA"].source_ref_id_capitalized.as_deref(),
+        Some("null")
+    );
+    assert_eq!(
+        parsed.details["CallA"].source_ref(),
+        Some("PSTN1"),
+        "the documented spelling wins"
+    );
+
+    assert_eq!(
+        refusal(r#"{"eventType":"SESSION_SUMMARY","payload":{"sessionStatus":"COMPLETED"}}"#),
+        "payload.sessionId is missing"
+    );
+}
+
 #[test]
 fn other_event_types_are_recognised_not_driven() {
-    for (name, event_type) in [
-        ("vss_inbound_completed", EventType::SessionSummary),
-        ("vss_error", EventType::SessionSummary),
-        ("vru_recording_uploaded", EventType::CallRecordingStatus),
-    ] {
+    for (name, event_type) in [("vru_recording_uploaded", EventType::CallRecordingStatus)] {
         match parse_webhook(fixture(name).as_bytes()) {
             Ok(Webhook::Other { event_type: t, .. }) => assert_eq!(t, event_type, "{name}"),
             other => panic!("{name}: {other:?}"),
@@ -257,6 +325,15 @@ fn other_event_types_are_recognised_not_driven() {
         parse_webhook(status.as_bytes()),
         Ok(Webhook::Other {
             event_type: EventType::CallStatus,
+            ..
+        })
+    ));
+    let vnu =
+        r#"{"eventType":"VIRTUAL_NUMBER_UPDATE","payload":{"subAccountId":"a","totalNumbers":1}}"#;
+    assert!(matches!(
+        parse_webhook(vnu.as_bytes()),
+        Ok(Webhook::Other {
+            event_type: EventType::VirtualNumberUpdate,
             ..
         })
     ));

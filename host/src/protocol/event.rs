@@ -257,6 +257,17 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, ParseError> {
         EventType::CallAction => {
             parse_call_action(payload.get().as_bytes()).map(Webhook::CallAction)
         }
+        EventType::SessionSummary => {
+            expect_object(payload.get().as_bytes(), "payload")?;
+            let summary: SessionSummary = deserialize(payload.get().as_bytes(), "payload.")?;
+            if summary.session_id.is_empty() {
+                return Err(ParseError::missing("payload.sessionId"));
+            }
+            Ok(Webhook::SessionSummary {
+                summary: Box::new(summary),
+                payload: payload.to_owned(),
+            })
+        }
         event_type => Ok(Webhook::Other {
             event_type,
             payload: payload.to_owned(),

@@ -93,20 +93,28 @@ pub struct Leg {
     /// When it disconnected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disconnected_timestamp: Option<String>,
-    /// The VN reference on the source side (also read from `SourceRefId`).
-    #[serde(
-        default,
-        alias = "SourceRefId",
-        skip_serializing_if = "Option::is_none"
-    )]
+    /// The VN reference on the source side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref_id: Option<String>,
     /// The VN reference on the destination side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_ref_id: Option<String>,
+    /// `SourceRefId`, as one Voice Messaging example spells it.
     #[serde(
         default,
-        alias = "DestinationRefId",
+        rename = "SourceRefId",
         skip_serializing_if = "Option::is_none"
     )]
-    pub destination_ref_id: Option<String>,
+    pub source_ref_id_capitalized: Option<String>,
+}
+
+impl Leg {
+    /// The source-side VN reference under either spelling.
+    pub fn source_ref(&self) -> Option<&str> {
+        self.source_ref_id
+            .as_deref()
+            .or(self.source_ref_id_capitalized.as_deref())
+    }
 }
 
 /// The meaning of a session error code (reference §8.3).
