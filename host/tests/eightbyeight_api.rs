@@ -3,6 +3,8 @@
 //! checks the Bearer key and the request bodies of reference §6/§7 and
 //! answers with the documented responses and error shapes.
 
+mod common;
+
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -323,4 +325,43 @@ fn an_outbound_call_starts_with_make_call_and_reports_the_session() {
         err.contains("8x8 status -1017 (Invalid MSISDN format in Destination)"),
         "{err}"
     );
+}
+
+#[test]
+fn call_with_app_routes_the_virtual_number_to_it_first() {
+    let mock = start_mock();
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::Host::start_admin(dir.path(), &[]);
+    host.deploy("bank", &common::guest("bank-menu"));
+    host.deploy("greeter", &common::guest("hello"));
+    let admin = ["--admin", host.admin.as_str(), "--token", common::TOKEN];
+    let mut args = vec![
+        "call",
+        "--from",
+        "+6561115777",
+        "--to",
+        "+6512345678",
+        "--app",
+        "greeter",
+    ];
+    args.extend(admin);
+    let (ok, out, err) = cli(&mock, KEY, &args);
+    assert!(ok, "{err}");
+    assert!(out.contains("routed +6561115777 to greeter"), "{out}");
+    let (_, routes) = host.admin_call("GET", "/routes", None);
+    assert_eq!(
+        routes["rules"][0],
+        json!({ "number": "+6561115777", "app": "greeter" })
+    );
+    // The VCA after the capture (outbound leg: the VN is the source) reaches greeter.
+    let event = json!({ "eventType": "CALL_ACTION", "payload": { "eventId": "out-1", "sessionId": "03cc8cac-376b-11ef-a28b-0582ff0039d5",
+        "callStatus": "ACTION_COMPLETED", "callDirection": "OUTBOUND", "source": "+6561115777", "destination": "+6512345678",
+        "eventData": { "dtmf": "1" } } });
+    assert_eq!(
+        host.vca(&event)["callflow"][0]["params"]["text"],
+        "Hello from ivr-host. Goodbye!"
+    );
+    // Calling again changes nothing.
+    let (ok, out, _) = cli(&mock, KEY, &args);
+    assert!(ok && !out.contains("routed"), "{out}");
 }

@@ -2,6 +2,10 @@
 //! command line. The API key is read from a flag or `IVR_8X8_API_KEY` and
 //! never printed.
 
+use hyper::Method;
+
+use super::client::AdminTarget;
+use crate::apps::routes::{RouteRule, RouteTable};
 use crate::protocol::api::{
     ApiClient, CreateWebhook, DEFAULT_API_BASE, Webhook, status_code_meaning,
 };
@@ -104,11 +108,17 @@ pub struct CallArgs {
         value_name = "TEXT"
     )]
     pub prompt: String,
+    /// Route the virtual number to this app first (adds a rule through the
+    /// admin API when the routes do not already send it there).
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
     /// The text-to-speech voice of the prompt.
     #[arg(long, default_value = crate::protocol::callflow::HOST_VOICE, value_name = "VOICE")]
     pub voice: String,
     #[command(flatten)]
     pub account: Account,
+    #[command(flatten)]
+    pub admin: AdminTarget,
 }
 
 fn print_webhooks(webhooks: &[Webhook]) {
@@ -187,8 +197,46 @@ pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Make sure calls on `number` go to `app`: put a number rule first unless
+/// one already routes it there.
+fn route_number_to(admin: &AdminTarget, number: &str, app: &str) -> anyhow::Result<()> {
+    let current = admin.call(Method::GET, "/routes", None)?;
+    let mut routes: RouteTable = serde_json::from_value(current)?;
+    let digits = |n: &str| n.chars().filter(char::is_ascii_digit).collect::<String>();
+    let already = routes.rules.iter().find(|r| {
+        r.number
+            .as_deref()
+            .is_some_and(|n| digits(n) == digits(number))
+            && r.sub_account.is_none()
+    });
+    match already {
+        Some(rule) if rule.app == app => return Ok(()),
+        _ => {}
+    }
+    routes.rules.retain(|r| {
+        !(r.sub_account.is_none()
+            && r.number
+                .as_deref()
+                .is_some_and(|n| digits(n) == digits(number)))
+    });
+    routes.rules.insert(
+        0,
+        RouteRule {
+            number: Some(number.to_owned()),
+            sub_account: None,
+            app: app.to_owned(),
+        },
+    );
+    admin.call(Method::PUT, "/routes", Some(serde_json::to_vec(&routes)?))?;
+    println!("routed {number} to {app}");
+    Ok(())
+}
+
 pub fn call(args: CallArgs) -> anyhow::Result<()> {
     let client = args.account.client()?;
+    if let Some(app) = &args.app {
+        route_number_to(&args.admin, &args.from, app)?;
+    }
     let callflow = vec![
         Action::MakeCall(MakeCall {
             source: args.from,
