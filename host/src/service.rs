@@ -98,21 +98,30 @@ impl IvrService {
                 struct Ids {
                     session_id: Option<String>,
                     event_id: Option<String>,
+                    sub_account_id: Option<String>,
                 }
                 let ids: Option<Ids> = serde_json::from_str(payload.get()).ok();
-                let (session_id, event_id) =
-                    ids.map(|i| (i.session_id, i.event_id)).unwrap_or_default();
+                let (session_id, event_id, sub_account) = ids
+                    .map(|i| (i.session_id, i.event_id, i.sub_account_id))
+                    .unwrap_or_default();
                 tracing::debug!(event_type = event_type.as_str(), session = ?session_id, "acknowledged");
-                if let Some(session_id) = session_id {
-                    self.sessions.record(TraceRecord {
-                        session_id,
-                        at: now(),
-                        event_type: event_type.as_str().to_owned(),
-                        event_id,
-                        request_bytes: Some(body),
-                        ..TraceRecord::default()
-                    });
-                }
+                // Events without a session (VIRTUAL_NUMBER_UPDATE) are kept
+                // under a trace named after their type and subaccount.
+                let session_id = session_id.unwrap_or_else(|| {
+                    format!(
+                        "{}:{}",
+                        event_type.as_str(),
+                        sub_account.as_deref().unwrap_or("unknown")
+                    )
+                });
+                self.sessions.record(TraceRecord {
+                    session_id,
+                    at: now(),
+                    event_type: event_type.as_str().to_owned(),
+                    event_id,
+                    request_bytes: Some(body),
+                    ..TraceRecord::default()
+                });
                 Answer::Acknowledged
             }
         }

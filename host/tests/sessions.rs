@@ -275,7 +275,14 @@ fn the_webhook_auth_header_is_required_when_configured() {
     let (status, _) = request("GET", &format!("{}/healthz", host.webhooks), None, &[]);
     assert_eq!(status, 200, "health checks need no auth");
 
-    let open = Host::start(&["--app", &app]);
+    let open = Host::start_admin(&tempfile::tempdir().unwrap().keep(), &["--app", &app]);
+    let vnu = json!({ "namespace": "VOICE", "eventType": "VIRTUAL_NUMBER_UPDATE", "payload": {
+        "subAccountId": "acme", "totalNumbers": 1, "updateEventType": "UPDATES", "virtualNumbers": [] } });
+    assert_eq!(open.post("/webhooks", &vnu.to_string()), (200, "{}".into()));
+    let trace = trace_until(&open, "VIRTUAL_NUMBER_UPDATE:acme", |t| {
+        t["events"].as_array().is_some_and(|e| e.len() == 1)
+    });
+    assert_eq!(trace["events"][0]["request"]["payload"]["totalNumbers"], 1);
     assert!(
         open.log().contains("no webhook auth header is configured"),
         "a warning when open"
