@@ -112,6 +112,17 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 ";
 
+/// A `versions` row selected as `version, sha256, size, deployed_at, activated_at`.
+fn version_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    Ok(VersionRecord {
+        version: row.get(0)?,
+        sha256: row.get(1)?,
+        size: row.get::<_, i64>(2)?.max(0) as u64,
+        deployed_at: row.get(3)?,
+        activated_at: row.get(4)?,
+    })
+}
+
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -144,15 +155,7 @@ impl SqliteStore {
         conn.query_row(
             "SELECT version, sha256, size, deployed_at, activated_at FROM versions WHERE app = ?1 AND version = ?2",
             params![app, version],
-            |row| {
-                Ok(VersionRecord {
-                    version: row.get(0)?,
-                    sha256: row.get(1)?,
-                    size: row.get::<_, i64>(2)?.max(0) as u64,
-                    deployed_at: row.get(3)?,
-                    activated_at: row.get(4)?,
-                })
-            },
+            version_record,
         )
         .optional()
         .context("reading a version")
@@ -182,15 +185,7 @@ impl MetadataStore for SqliteStore {
         let mut settings = conn.prepare("SELECT json FROM app_settings WHERE app = ?1")?;
         for app in &mut apps {
             app.versions = versions
-                .query_map([&app.name], |row| {
-                    Ok(VersionRecord {
-                        version: row.get(0)?,
-                        sha256: row.get(1)?,
-                        size: row.get::<_, i64>(2)?.max(0) as u64,
-                        deployed_at: row.get(3)?,
-                        activated_at: row.get(4)?,
-                    })
-                })?
+                .query_map([&app.name], version_record)?
                 .collect::<Result<_, _>>()
                 .context("reading versions")?;
             app.config = config
