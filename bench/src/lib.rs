@@ -193,3 +193,4 @@ pub fn summary_ms(samples: &mut [Duration]) -> (f64, f64) {
         ms(samples[samples.len() - 1]),
     )
 }
+pub mod bank;

@@ -1,0 +1,248 @@
+//! bench/run: ivr-host (A) against the native limit (B) and the usual
+//! alternative in Node.js (C1 Express, C2 plain http), side by side in one
+//! run: servers pinned to CPU 0, the load driver to CPU 1.
+//!
+//! Fails loudly if the four servers' replies to the branch script differ.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use ivr_bench::workspace;
+use serde_json::Value;
+
+const SATURATION_SECS: u64 = 8;
+const RATE_SECS: u64 = 8;
+const CALLERS: u64 = 64;
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pinned(cpu: &str, program: &str) -> Command {
+    if Command::new("taskset").arg("-V").output().is_ok() {
+        let mut command = Command::new("taskset");
+        command.args(["-c", cpu, program]);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start(name: &'static str, mut command: Command) -> anyhow::Result<Server> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let base = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("webhooks="))
+        .with_context(|| format!("{name} printed no address: {line:?}"))?;
+    Ok(Server {
+        name,
+        child,
+        url: format!("{base}/webhooks/vca"),
+    })
+}
+
+/// CPU time (user + system) of a process so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident memory of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn drive(args: &[&str]) -> anyhow::Result<String> {
+    let driver = workspace().join("target/release/drive");
+    let output = pinned("1", driver.to_str().context("path")?)
+        .args(args)
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "driver failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+struct Row {
+    name: &'static str,
+    events_per_sec: f64,
+    cpu_us_per_event: f64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    rss_mib: f64,
+    errors: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = workspace();
+    let release = root.join("target/release");
+    let data = tempfile::tempdir()?;
+    let node_script = root.join("bench/node/bank.js");
+    let component = root.join("target/wasm32-wasip2/release/bank_menu.wasm");
+    ensure!(
+        Path::new(&component).exists(),
+        "build the guests first (bench/run does)"
+    );
+
+    let mut a = pinned("0", release.join("ivr-host").to_str().context("path")?);
+    a.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(data.path().join("ivr-data"))
+    .arg("--app")
+    .arg(format!("bank-menu={}", component.display()))
+    .args([
+        "--app-config",
+        "bank-menu.agent_number=+6560002222",
+        "--app-config",
+        "bank-menu.caller_id=+6561110000",
+    ])
+    .env("IVR_LOG", "error");
+    let mut b = pinned("0", release.join("native").to_str().context("path")?);
+    b.arg("127.0.0.1:0");
+    let mut c1 = pinned("0", "node");
+    c1.arg(&node_script).arg("express");
+    let mut c2 = pinned("0", "node");
+    c2.arg(&node_script).arg("http");
+    let servers = vec![
+        start("A: ivr-host (bank-menu component)", a)?,
+        start("B: native Rust + hyper", b)?,
+        start("C1: Node.js + Express", c1)?,
+        start("C2: Node.js plain http", c2)?,
+    ];
+
+    // Byte-identical replies over every branch, or no numbers at all.
+    let reference = drive(&["check", &servers[0].url])?;
+    ensure!(
+        reference.lines().count() >= 20,
+        "the branch script produced too few replies"
+    );
+    for server in &servers[1..] {
+        let replies = drive(&["check", &server.url])?;
+        if replies != reference {
+            let diff = reference.lines().zip(replies.lines()).find(|(x, y)| x != y);
+            bail!(
+                "REPLIES DIFFER between {} and {}: first difference {diff:?}",
+                servers[0].name,
+                server.name
+            );
+        }
+    }
+    println!(
+        "replies byte-identical across A, B, C1, C2 ({} replies over every branch)\n",
+        reference.lines().count()
+    );
+
+    let mut rows = Vec::new();
+    let mut half_of_a = 0u64;
+    for server in &servers {
+        let pid = server.child.id();
+        let cpu_before = cpu_seconds(pid);
+        let saturation: Value = serde_json::from_str(&drive(&[
+            "calls",
+            &server.url,
+            &CALLERS.to_string(),
+            &SATURATION_SECS.to_string(),
+        ])?)?;
+        let cpu = cpu_seconds(pid) - cpu_before;
+        let events = saturation["events"].as_f64().unwrap_or(0.0);
+        let eps = saturation["events_per_sec"].as_f64().unwrap_or(0.0);
+        if half_of_a == 0 {
+            half_of_a = (eps / 2.0) as u64;
+        }
+        let rate: Value = serde_json::from_str(&drive(&[
+            "rate",
+            &server.url,
+            &half_of_a.to_string(),
+            &RATE_SECS.to_string(),
+        ])?)?;
+        rows.push(Row {
+            name: server.name,
+            events_per_sec: eps,
+            cpu_us_per_event: cpu * 1e6 / events.max(1.0),
+            p50: rate["p50_us"].as_u64().unwrap_or(0),
+            p99: rate["p99_us"].as_u64().unwrap_or(0),
+            p999: rate["p999_us"].as_u64().unwrap_or(0),
+            rss_mib: peak_rss_mib(pid),
+            errors: saturation["errors"].as_u64().unwrap_or(0)
+                + rate["errors"].as_u64().unwrap_or(0),
+        });
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    println!(
+        "Realistic calls (first contact → 1 → account number → 0), {CALLERS} concurrent callers, server on CPU 0, driver on CPU 1."
+    );
+    println!(
+        "Latency at a fixed offered rate of {half_of_a} events/s (half of A's saturation), open loop.\n"
+    );
+    println!(
+        "| server | events/s at saturation | server CPU per event | p50 | p99 | p99.9 | peak RSS | errors |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in &rows {
+        println!(
+            "| {} | {:.0} | {:.1} µs | {} µs | {} µs | {} µs | {:.0} MiB | {} |",
+            r.name, r.events_per_sec, r.cpu_us_per_event, r.p50, r.p99, r.p999, r.rss_mib, r.errors
+        );
+    }
+    let a = rows[0].events_per_sec;
+    println!("\n| ratio (events/s) | value | target |");
+    println!("| --- | ---: | ---: |");
+    println!(
+        "| A / B | {:.2} | as high as it goes (stretch 0.5) |",
+        a / rows[1].events_per_sec
+    );
+    println!("| A / C1 | {:.2} | ≥ 3 |", a / rows[2].events_per_sec);
+    println!("| A / C2 | {:.2} | ≥ 1.2 |", a / rows[3].events_per_sec);
+    println!(
+        "| A p99 at the fixed rate | {} µs | ≤ 1000 µs |",
+        rows[0].p99
+    );
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The load driver of bench/run: simulated callers that walk whole
+//! bank-menu calls with correct sessionId, eventId and clientActionId
+//! threading (generic load tools cannot thread call state).
+//!
+//!   drive check URL              the branch script; prints every reply
+//!   drive calls URL CALLERS SECS closed loop at saturation; prints JSON
+//!   drive rate URL RATE SECS     open loop at a fixed rate; prints JSON
+//!
+//! Latency in `rate` is measured from each event's scheduled send time, so a
+//! stalled server is not hidden (no coordinated omission).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// One simulated call.
+struct Caller {
+    id: u64,
+    events: u64,
+    client_action_id: Option<String>,
+}
+
+/// The digits a caller presses, step by step: balance, then goodbye.
+const WALK: [Option<&str>; 4] = [None, Some("1"), Some("12345678#"), Some("0")];
+
+impl Caller {
+    fn new(id: u64) -> Self {
+        Self {
+            id,
+            events: 0,
+            client_action_id: None,
+        }
+    }
+
+    fn event(&mut self, dtmf: Option<&str>) -> Vec<u8> {
+        self.events += 1;
+        let mut payload = json!({
+            "eventId": format!("c{}-e{}", self.id, self.events),
+            "callId": format!("c{}-leg", self.id),
+            "sessionId": format!("bench-call-{}", self.id),
+            "subAccountId": "bench",
+            "callStatus": if self.client_action_id.is_some() { "ACTION_COMPLETED" } else { "CALL_RECEIVED" },
+            "callDirection": "INBOUND", "callType": "PSTN",
+            "source": "+6591178965", "destination": "+6568332048",
+            "sourceFormat": "MSISDN", "destinationFormat": "MSISDN",
+            "sourceCountryCode": "SG", "destinationCountryCode": "SG",
+            "callDuration": 0, "sipCode": 200, "timestamp": "2026-01-13T08:31:51Z",
+        });
+        if let Some(id) = &self.client_action_id {
+            payload["clientActionId"] = id.clone().into();
+            payload["eventData"] = json!({ "dtmf": dtmf });
+        }
+        json!({ "namespace": "VOICE", "eventType": "CALL_ACTION", "description": "Action request of a call", "payload": payload })
+            .to_string()
+            .into_bytes()
+    }
+
+    fn absorb(&mut self, reply: &[u8]) {
+        let value: Value = serde_json::from_slice(reply).unwrap_or(Value::Null);
+        self.client_action_id = value["clientActionId"].as_str().map(str::to_owned);
+    }
+}
+
+async fn post(client: &HttpClient, url: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
+    let request = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let response = client.request(request).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status == 200,
+        "status {status}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    Ok(bytes)
+}
+
+fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(4096)
+        .build(connector)
+}
+
+/// Every branch of the menu, replies printed one per line.
+async fn check(url: &str) -> anyhow::Result<()> {
+    let client = client();
+    let scripts: [&[Option<&str>]; 7] = [
+        &[None, Some("1"), Some("12345678#"), Some("1"), Some("0")],
+        &[None, Some("2"), None],
+        &[None, Some("3"), Some("3"), Some("0")],
+        &[None, Some("9"), None, None],
+        &[None, Some("1"), Some("12#"), None, Some("123456789")],
+        &[None, Some("7"), Some("1"), Some("4321#"), Some("2")],
+        &[None, Some("0")],
+    ];
+    for (n, script) in scripts.iter().enumerate() {
+        let mut caller = Caller::new(1_000_000 + n as u64);
+        for digits in *script {
+            let reply = post(&client, url, caller.event(*digits)).await?;
+            caller.absorb(&reply);
+            println!("{}", String::from_utf8_lossy(&reply));
+        }
+    }
+    Ok(())
+}
+
+/// Closed loop: `callers` concurrent callers for `secs` seconds.
+async fn calls(url: &str, callers: u64, secs: u64) -> anyhow::Result<()> {
+    let client = client();
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let end = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let (client, url, done, errors, histogram) = (
+            client.clone(),
+            url.to_owned(),
+            done.clone(),
+            errors.clone(),
+            histogram.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut call = c * 1_000_000;
+            while Instant::now() < end {
+                call += 1;
+                let mut caller = Caller::new(call);
+                for digits in WALK {
+                    let t = Instant::now();
+                    match post(&client, &url, caller.event(digits)).await {
+                        Ok(reply) => {
+                            caller.absorb(&reply);
+                            local.record(t.elapsed().as_micros() as u64).ok();
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+            }
+            histogram.lock().await.add(&local).ok();
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let h = histogram.lock().await;
+    let events = done.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        json!({ "events": events, "errors": errors.load(Ordering::Relaxed), "seconds": elapsed,
+                "events_per_sec": events as f64 / elapsed, "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99) })
+    );
+    Ok(())
+}
+
+/// Open loop: `rate` events per second for `secs` seconds, each event the
+/// next step of one of many concurrent calls.
+async fn rate(url: &str, rate: u64, secs: u64) -> anyhow::Result<()> {
+    let client = client();
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let total = rate * secs;
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let errors = Arc::new(AtomicU64::new(0));
+    // Callers are reused round-robin; each event continues its caller's call.
+    let callers: Vec<Arc<Mutex<Caller>>> = (0..512)
+        .map(|i| Arc::new(Mutex::new(Caller::new(9_000_000 + i))))
+        .collect();
+    let steps: Vec<Arc<AtomicU64>> = (0..512).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..total {
+        let scheduled = start + interval * n as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let slot = (n % 512) as usize;
+        let (client, url, histogram, errors, caller, step) = (
+            client.clone(),
+            url.to_owned(),
+            histogram.clone(),
+            errors.clone(),
+            callers[slot].clone(),
+            steps[slot].clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut caller = caller.lock().await;
+            let s = step.fetch_add(1, Ordering::Relaxed) as usize % WALK.len();
+            if s == 0 {
+                let next = caller.id + 512;
+                *caller = Caller::new(next);
+            }
+            match post(&client, &url, caller.event(WALK[s])).await {
+                Ok(reply) => {
+                    caller.absorb(&reply);
+                    histogram
+                        .lock()
+                        .await
+                        .record(scheduled.elapsed().as_micros() as u64)
+                        .ok();
+                }
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let h = histogram.lock().await;
+    println!(
+        "{}",
+        json!({ "events": h.len(), "errors": errors.load(Ordering::Relaxed), "rate": rate,
+                "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99),
+                "p999_us": h.value_at_quantile(0.999), "max_us": h.max() })
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let number = |i: usize| -> anyhow::Result<u64> {
+        args.get(i)
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("usage: drive check|calls|rate URL [N SECS]"))
+    };
+    match args.get(1).map(String::as_str) {
+        Some("check") => runtime.block_on(check(&args[2])),
+        Some("calls") => runtime.block_on(calls(&args[2], number(3)?, number(4)?)),
+        Some("rate") => runtime.block_on(rate(&args[2], number(3)?, number(4)?)),
+        _ => anyhow::bail!("usage: drive check|calls|rate URL [N SECS]"),
+    }
+}
