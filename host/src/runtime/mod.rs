@@ -297,6 +297,17 @@ impl Runtime {
         })
     }
 
+    /// Create a fresh store and instance of `app` and drop them, calling
+    /// nothing: the fixed cost of an event's sandbox (for benchmarks).
+    pub fn instantiate_only(
+        &self,
+        app: &CompiledApp,
+        call: EventContext,
+        limits: &GuestLimits,
+    ) -> Result<(), Fault> {
+        self.run(app, call, limits, |_, _| Ok(())).result
+    }
+
     /// One guest call on a fresh store and instance, within `limits`.
     fn run<R>(
         &self,
