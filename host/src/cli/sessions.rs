@@ -113,7 +113,7 @@ pub fn run(args: SessionsArgs) -> anyhow::Result<()> {
                     s["session_id"].as_str().unwrap_or("?"),
                     s["status"].as_str().unwrap_or("?"),
                     app,
-                    s["events"].as_u64().unwrap_or(0),
+                    s["event_count"].as_u64().unwrap_or(0),
                     error,
                     s["first_at"].as_str().unwrap_or("?")
                 );

@@ -74,7 +74,7 @@ pub struct SessionInfo {
     /// The app version that answered it.
     pub version: Option<u32>,
     /// Events recorded.
-    pub events: u64,
+    pub event_count: u64,
     /// The summary's `sessionStatus`, or `IN_PROGRESS` before the summary.
     pub status: String,
     /// The summary's error code, if any.
@@ -136,7 +136,9 @@ CREATE TABLE IF NOT EXISTS trace_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT NOT NULL,
     at TEXT NOT NULL,
-    json TEXT NOT NULL
+    json TEXT NOT NULL,
+    request TEXT,
+    reply TEXT
 );
 CREATE INDEX IF NOT EXISTS trace_events_session ON trace_events(session_id, id);
 CREATE INDEX IF NOT EXISTS trace_events_at ON trace_events(at);
@@ -235,13 +237,23 @@ impl SessionStore {
             return Ok(None);
         };
         let events = conn
-            .prepare("SELECT json FROM trace_events WHERE session_id = ?1 ORDER BY id")?
-            .query_map([session_id], |row| row.get::<_, String>(0))?
-            .filter_map(|json| {
-                json.ok()
-                    .and_then(|j| serde_json::from_str::<Value>(&j).ok())
+            .prepare(
+                "SELECT json, request, reply FROM trace_events WHERE session_id = ?1 ORDER BY id",
+            )?
+            .query_map([session_id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
+            })?
+            .filter_map(Result::ok)
+            .filter_map(|(json, request, reply)| {
+                let mut record = record_from_json(serde_json::from_str::<Value>(&json).ok()?);
+                record.request = request.and_then(|r| serde_json::from_str(&r).ok());
+                record.reply = reply.and_then(|r| serde_json::from_str(&r).ok());
+                Some(record)
             })
-            .map(record_from_json)
             .collect();
         let summary = conn
             .query_row(
@@ -303,7 +315,7 @@ fn session_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
         last_at: row.get(2)?,
         app: row.get(3)?,
         version: row.get(4)?,
-        events: row.get::<_, i64>(5)?.max(0) as u64,
+        event_count: row.get::<_, i64>(5)?.max(0) as u64,
         status: row.get(6)?,
         error_code,
         error_meaning: error_code.map(error_code_meaning),
@@ -334,46 +346,59 @@ fn record_from_json(value: Value) -> TraceRecord {
 
 /// The trace writer: batches of records, one transaction each.
 fn write_traces(mut conn: Connection, receiver: Receiver<TraceRecord>) {
-    // Runs until the store (and with it the sender) is dropped.
+    // Runs until the store (and with it the sender) is dropped. After the
+    // first record of a batch it waits a little and takes everything queued,
+    // so a busy host pays one wakeup and one transaction per batch, not per
+    // event.
     while let Ok(first) = receiver.recv() {
+        std::thread::sleep(BATCH_WINDOW);
         let mut batch = vec![first];
-        while batch.len() < 512 {
-            match receiver.recv_timeout(Duration::from_millis(2)) {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
-            }
-        }
+        batch.extend(receiver.try_iter().take(4096));
         if let Err(err) = write_batch(&mut conn, &batch) {
             tracing::error!("could not record {} trace events: {err:#}", batch.len());
         }
     }
 }
 
+/// How long the trace writer gathers records before writing a batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
 fn write_batch(conn: &mut Connection, batch: &[TraceRecord]) -> anyhow::Result<()> {
     let tx = conn.transaction()?;
-    for record in batch {
-        if record.session_id.is_empty() {
-            continue;
-        }
-        let mut record = record.clone();
-        if let Some(bytes) = record.request_bytes.take() {
-            record.request = serde_json::from_slice(&bytes).ok();
-        }
-        if let Some(bytes) = record.reply_bytes.take() {
-            record.reply = serde_json::from_slice(&bytes).ok();
-        }
-        let json = serde_json::to_string(&record)?;
-        tx.execute(
-            "INSERT INTO trace_events (session_id, at, json) VALUES (?1, ?2, ?3)",
-            params![record.session_id, record.at, json],
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO trace_events (session_id, at, json, request, reply) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        tx.execute(
+        let mut upsert = tx.prepare_cached(
             "INSERT INTO sessions (session_id, first_at, last_at, app, version, events) VALUES (?1, ?2, ?2, ?3, ?4, 1)
              ON CONFLICT(session_id) DO UPDATE SET first_at = MIN(first_at, excluded.first_at),
                last_at = MAX(last_at, excluded.last_at), events = events + 1,
                app = COALESCE(sessions.app, excluded.app), version = COALESCE(sessions.version, excluded.version)",
-            params![record.session_id, record.at, record.app, record.version],
         )?;
+        for record in batch {
+            if record.session_id.is_empty() {
+                continue;
+            }
+            // The metadata as JSON; the request and reply bytes stored as sent
+            // (parsed only when a trace is read).
+            let json = serde_json::to_string(record)?;
+            let text = |b: &Option<bytes::Bytes>| {
+                b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+            };
+            insert.execute(params![
+                record.session_id,
+                record.at,
+                json,
+                text(&record.request_bytes),
+                text(&record.reply_bytes)
+            ])?;
+            upsert.execute(params![
+                record.session_id,
+                record.at,
+                record.app,
+                record.version
+            ])?;
+        }
     }
     tx.commit()?;
     Ok(())
