@@ -104,6 +104,13 @@ pub trait IvrApp {
 
 /// The Voice Session Summary of a finished call: status, times, last
 /// action, error code, legs.
+///
+/// ```
+/// fn failed(summary: &ivr_sdk::SessionSummary) -> bool {
+///     summary.session_status == "ERROR" || summary.error_code.is_some()
+/// }
+/// # let _ = failed;
+/// ```
 pub type SessionSummary = wit::SessionSummary;
 
 /// Connects an [`IvrApp`] type to the generated WIT bindings; used by [`export!`].
