@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
+/// `ivr-host serve` on ephemeral ports; the data directory follows.
+pub const SERVE_ON_EPHEMERAL_PORTS: [&str; 6] = [
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--admin-listen",
+    "127.0.0.1:0",
+    "--data-dir",
+];
+
 /// The admin token the benchmark hosts use.
 pub const TOKEN: &str = "bench-token";
 
@@ -49,14 +59,7 @@ impl Host {
         let binary = artifact("release/ivr-host")?;
         let started = Instant::now();
         let mut child = Command::new(binary)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .args(SERVE_ON_EPHEMERAL_PORTS)
             .arg(data_dir)
             .env("IVR_ADMIN_TOKEN", TOKEN)
             .env("IVR_LOG", "error")

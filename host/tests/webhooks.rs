@@ -254,14 +254,7 @@ fn an_upload_that_is_not_a_component_is_refused_at_start() {
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm\x01\0\0\0").unwrap(); // an empty core module
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(common::SERVE_ON_EPHEMERAL_PORTS)
         .arg(dir.path().join("data"))
         .arg("--app")
         .arg(format!("bogus={}", bogus.display()))

@@ -125,24 +125,17 @@ fn main() -> anyhow::Result<()> {
     );
 
     let mut a = pinned("0", release.join("ivr-host").to_str().context("path")?);
-    a.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(data.path().join("ivr-data"))
-    .arg("--app")
-    .arg(format!("bank-menu={}", component.display()))
-    .args([
-        "--app-config",
-        "bank-menu.agent_number=+6560002222",
-        "--app-config",
-        "bank-menu.caller_id=+6561110000",
-    ])
-    .env("IVR_LOG", "error");
+    a.args(ivr_bench::SERVE_ON_EPHEMERAL_PORTS)
+        .arg(data.path().join("ivr-data"))
+        .arg("--app")
+        .arg(format!("bank-menu={}", component.display()))
+        .args([
+            "--app-config",
+            "bank-menu.agent_number=+6560002222",
+            "--app-config",
+            "bank-menu.caller_id=+6561110000",
+        ])
+        .env("IVR_LOG", "error");
     let mut b = pinned("0", release.join("native").to_str().context("path")?);
     b.arg("127.0.0.1:0");
     let mut c1 = pinned("0", "node");

@@ -58,6 +58,16 @@ pub fn guest(package: &str) -> PathBuf {
     path
 }
 
+/// `ivr-host serve` on ephemeral ports; the data directory follows.
+pub const SERVE_ON_EPHEMERAL_PORTS: [&str; 6] = [
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--admin-listen",
+    "127.0.0.1:0",
+    "--data-dir",
+];
+
 /// The admin token the test hosts started with [`Host::start_admin`] use.
 pub const TOKEN: &str = "test-admin-token";
 
@@ -108,14 +118,7 @@ impl Host {
             }
         }
         command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .args(SERVE_ON_EPHEMERAL_PORTS)
             .arg(dir.join("data"))
             .args(args)
             .env("IVR_LOG", "info,guest=debug")
