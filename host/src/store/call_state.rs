@@ -1,42 +1,29 @@
 //! Per-call state kept in memory between the events of a call: bounded in
 //! the number of calls, each call's entry expiring after an idle time.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use super::recent::RecentMap;
 use crate::runtime::CallState;
 
 /// In-memory per-call state, keyed by session id.
 pub struct CallStateStore {
-    inner: Mutex<HashMap<String, Entry>>,
-    max_calls: usize,
-    idle_ttl: Duration,
-}
-
-struct Entry {
-    values: CallState,
-    touched: Instant,
+    inner: Mutex<RecentMap<String, CallState>>,
 }
 
 impl CallStateStore {
     /// A store holding at most `max_calls` calls, each forgotten after
-    /// `idle_ttl` without an event.
+    /// `idle_ttl` without an event; when full, the call idle longest goes.
     pub fn new(max_calls: usize, idle_ttl: Duration) -> Self {
         Self {
-            inner: Mutex::new(HashMap::new()),
-            max_calls: max_calls.max(1),
-            idle_ttl,
+            inner: Mutex::new(RecentMap::new(max_calls, idle_ttl)),
         }
     }
 
     /// A copy of the call's state (empty for a new or expired call).
     pub fn load(&self, session_id: &str) -> CallState {
-        let map = self.lock();
-        match map.get(session_id) {
-            Some(entry) if entry.touched.elapsed() < self.idle_ttl => entry.values.clone(),
-            _ => CallState::new(),
-        }
+        self.lock().peek(session_id).cloned().unwrap_or_default()
     }
 
     /// Replace the call's state with `values` (an empty state removes the call).
@@ -44,18 +31,9 @@ impl CallStateStore {
         let mut map = self.lock();
         if values.is_empty() {
             map.remove(session_id);
-            return;
+        } else {
+            map.insert(session_id.to_owned(), values);
         }
-        if map.len() >= self.max_calls && !map.contains_key(session_id) {
-            self.make_room(&mut map);
-        }
-        map.insert(
-            session_id.to_owned(),
-            Entry {
-                values,
-                touched: Instant::now(),
-            },
-        );
     }
 
     /// Forget a call (it ended).
@@ -73,21 +51,7 @@ impl CallStateStore {
         self.len() == 0
     }
 
-    /// Drop expired calls; if none expired, drop the least recently used one.
-    fn make_room(&self, map: &mut HashMap<String, Entry>) {
-        let ttl = self.idle_ttl;
-        map.retain(|_, e| e.touched.elapsed() < ttl);
-        if map.len() >= self.max_calls
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, e)| e.touched)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, RecentMap<String, CallState>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -5,6 +5,7 @@
 pub mod call_state;
 pub mod db;
 pub mod files;
+pub mod recent;
 pub mod replies;
 pub mod sessions;
 

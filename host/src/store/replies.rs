@@ -2,32 +2,24 @@
 //! while so that a repeated delivery gets the same bytes and the guest does
 //! not run twice — also when the repeat arrives while the first is running.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 
+use super::recent::RecentMap;
+
 /// Replies by event id, bounded and expiring.
 pub struct ReplyCache {
-    inner: Mutex<HashMap<String, Slot>>,
-    max_events: usize,
-    ttl: Duration,
-}
-
-struct Slot {
-    reply: Arc<OnceCell<Bytes>>,
-    created: Instant,
+    inner: Mutex<RecentMap<String, Arc<OnceCell<Bytes>>>>,
 }
 
 impl ReplyCache {
-    /// Keep up to `max_events` replies, each for `ttl`.
+    /// Keep up to `max_events` replies, each for `ttl` after it was decided.
     pub fn new(max_events: usize, ttl: Duration) -> Self {
         Self {
-            inner: Mutex::new(HashMap::new()),
-            max_events: max_events.max(1),
-            ttl,
+            inner: Mutex::new(RecentMap::new(max_events, ttl)),
         }
     }
 
@@ -44,31 +36,11 @@ impl ReplyCache {
 
     fn slot(&self, event_id: &str) -> Arc<OnceCell<Bytes>> {
         let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = map.get(event_id)
-            && slot.created.elapsed() < self.ttl
-        {
-            return slot.reply.clone();
-        }
-        if map.len() >= self.max_events {
-            let ttl = self.ttl;
-            map.retain(|_, s| s.created.elapsed() < ttl);
-            if map.len() >= self.max_events
-                && let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, s)| s.created)
-                    .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
+        if let Some(reply) = map.peek(event_id) {
+            return reply.clone();
         }
         let reply = Arc::new(OnceCell::new());
-        map.insert(
-            event_id.to_owned(),
-            Slot {
-                reply: reply.clone(),
-                created: Instant::now(),
-            },
-        );
+        map.insert(event_id.to_owned(), reply.clone());
         reply
     }
 }
