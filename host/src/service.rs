@@ -180,9 +180,16 @@ impl IvrService {
             record.app = Some(app.name.to_string());
             record.version = Some(app.version);
             let result = self
-                .run_on_blocking_thread(&app, &limits, move |runtime, compiled, limits| {
-                    runtime.handle_session_summary(compiled, &summary, call, limits)
-                })
+                .within_limits(
+                    &app,
+                    &limits,
+                    self.runtime.handle_session_summary(
+                        &app.compiled,
+                        &summary,
+                        call,
+                        &limits.guest,
+                    ),
+                )
                 .await
                 .and_then(|outcome| outcome.result);
             if let Err(fault) = result {
@@ -287,44 +294,33 @@ impl IvrService {
         event: CallAction,
         call: EventContext,
     ) -> Result<GuestOutcome, Fault> {
-        self.run_on_blocking_thread(app, limits, move |runtime, compiled, limits| {
-            runtime.handle_call_action(compiled, &event, call, limits)
-        })
+        self.within_limits(
+            app,
+            limits,
+            self.runtime
+                .handle_call_action(&app.compiled, &event, call, &limits.guest),
+        )
         .await
     }
 
-    /// Run `job` on a blocking thread, within the app's concurrency bound
-    /// and a wall-clock deadline.
-    async fn run_on_blocking_thread<R: Send + 'static>(
+    /// Run a guest future within the app's concurrency bound and a
+    /// wall-clock deadline. The guest runs on this task and yields at every
+    /// epoch tick, so a busy guest never holds an async worker for long; on
+    /// the deadline the future is dropped, which abandons the guest.
+    async fn within_limits<R>(
         &self,
         app: &Arc<LoadedApp>,
         limits: &Arc<Effective>,
-        job: impl FnOnce(&Runtime, &crate::runtime::CompiledApp, &crate::runtime::GuestLimits) -> R
-        + Send
-        + 'static,
+        run: impl Future<Output = R>,
     ) -> Result<R, Fault> {
-        let permit = self.slots.acquire(&app.name, limits.max_concurrent).await?;
-        let runtime = self.runtime.clone();
-        let guest_limits = limits.guest;
-        let guest_app = app.clone();
-        // The guest runs on a blocking thread: it may take up to its run-time
-        // limit, and WASI's synchronous bindings must not run on an async
-        // worker. The permit goes with it, so a guest still stuck in a host
-        // call after the wall-clock deadline keeps counting against its app.
-        let task = tokio::task::spawn_blocking(move || {
-            let outcome = job(&runtime, &guest_app.compiled, &guest_limits);
-            drop(permit);
-            outcome
-        });
-        let wall_clock = guest_limits.run_time + WALL_CLOCK_GRACE;
-        match tokio::time::timeout(wall_clock, task).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(err)) => Err(Fault::Trap(format!("the guest run was aborted: {err}"))),
-            Err(_) => Err(Fault::Deadline(format!(
-                "no reply within the {} ms wall-clock limit (blocked in a host call)",
+        let _permit = self.slots.acquire(&app.name, limits.max_concurrent).await?;
+        let wall_clock = limits.guest.run_time + WALL_CLOCK_GRACE;
+        tokio::time::timeout(wall_clock, run).await.map_err(|_| {
+            Fault::Deadline(format!(
+                "no reply within the {} ms wall-clock limit (waiting in a host call)",
                 wall_clock.as_millis()
-            ))),
-        }
+            ))
+        })
     }
 
     /// Validate and serialize a guest's callflow against the app's limits.

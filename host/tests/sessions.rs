@@ -96,12 +96,15 @@ fn a_call_trace_holds_every_event_and_the_summary() {
 
     // Listed, filtered.
     let (_, listed) = host.admin_call("GET", "/sessions?status=COMPLETED&app=bank", None);
-    assert!(
-        listed["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["session_id"] == call.session_id.as_str())
+    let listed_call = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == call.session_id.as_str())
+        .expect("the call is listed");
+    assert_eq!(
+        listed_call["event_count"], 5,
+        "every event counted, also when several arrive in one trace batch"
     );
     let (_, none) = host.admin_call("GET", "/sessions?status=BUSY", None);
     assert!(none["sessions"].as_array().unwrap().is_empty());

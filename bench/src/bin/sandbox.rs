@@ -40,6 +40,9 @@ fn epoch_cost() -> anyhow::Result<()> {
         engines.push((epoch, runtime, app));
     }
     let limits = GuestLimits::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut per_event_ns = [Vec::new(), Vec::new()];
     for _ in 0..BLOCKS {
         for (i, (_, runtime, app)) in engines.iter().enumerate() {
@@ -52,7 +55,7 @@ fn epoch_cost() -> anyhow::Result<()> {
                     state: CallState::new(),
                     config: Arc::default(),
                 };
-                let outcome = runtime.handle_call_action(app, &event, call, &limits);
+                let outcome = rt.block_on(runtime.handle_call_action(app, &event, call, &limits));
                 anyhow::ensure!(outcome.result.is_ok(), "the guest failed");
             }
             per_event_ns[i].push(started.elapsed().as_nanos() as f64 / f64::from(EVENTS_PER_BLOCK));

@@ -41,6 +41,9 @@ fn main() -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let app = runtime.compile(&bytes)?;
     let limits = GuestLimits::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let config: Arc<BTreeMap<String, String>> = Arc::default();
     let call = || EventContext {
         app: "bank-menu".into(),
@@ -52,8 +55,8 @@ fn main() -> anyhow::Result<()> {
     let routes: RouteTable = serde_json::from_str(
         r#"{"default_app":"bank-menu","rules":[{"number":"+6568332048","app":"bank-menu"},{"sub_account":"x","app":"other"}]}"#,
     )?;
-    let flow = runtime
-        .handle_call_action(&app, &event, call(), &limits)
+    let flow = rt
+        .block_on(runtime.handle_call_action(&app, &event, call(), &limits))
         .result
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     let reply_limits = ReplyLimits::default();
@@ -74,15 +77,17 @@ fn main() -> anyhow::Result<()> {
         (
             "sandbox: fresh store + instance, dropped",
             measure(|| {
-                black_box(runtime.instantiate_only(&app, call(), &limits).is_ok());
+                black_box(
+                    rt.block_on(runtime.instantiate_only(&app, call(), &limits))
+                        .is_ok(),
+                );
             }),
         ),
         (
             "guest run: sandbox + event → WIT + call + reply",
             measure(|| {
                 black_box(
-                    runtime
-                        .handle_call_action(&app, &event, call(), &limits)
+                    rt.block_on(runtime.handle_call_action(&app, &event, call(), &limits))
                         .result
                         .is_ok(),
                 );

@@ -28,11 +28,14 @@ wasmtime::component::bindgen!({
         "ivr:app/state.set": trappable,
         "ivr:app/log.log": trappable,
     },
+    exports: {
+        default: async,
+    },
     additional_derives: [PartialEq],
 });
 
 /// How often the epoch ticker advances; the run-time limit's granularity.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Largest wasm stack a guest may use; deeper recursion traps.
 const MAX_WASM_STACK: usize = 512 * 1024;
 
@@ -123,7 +126,7 @@ impl Runtime {
             .context("creating the wasmtime engine")?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
         IvrApp::add_to_linker::<EventCtx, wasmtime::component::HasSelf<EventCtx>>(
@@ -258,9 +261,12 @@ impl Runtime {
 
     /// Run one VCA event on a fresh instance of `app`.
     ///
-    /// Blocking (the guest runs on this thread, up to `limits.run_time`):
-    /// call it from a blocking-capable thread, not an async worker.
-    pub fn handle_call_action(
+    /// The guest runs on the calling task: CPU-bound guest code yields to
+    /// the executor at every epoch tick and traps once it has used up
+    /// `limits.run_time`; WASI calls that wait (sleeping) are async. Drop
+    /// the future to abandon the guest (that is how a wall-clock deadline
+    /// is enforced).
+    pub async fn handle_call_action(
         &self,
         app: &CompiledApp,
         event: &CallAction,
@@ -268,9 +274,16 @@ impl Runtime {
         limits: &GuestLimits,
     ) -> GuestOutcome {
         let wit_event = convert::event_to_wit(event);
-        let outcome = self.run(app, call, limits, |instance, store| {
-            instance.call_handle_call_action(store, &wit_event)
-        });
+        let mut store = self.new_store(call, limits);
+        let result = match app.pre.instantiate_async(&mut store).await {
+            Ok(instance) => {
+                instance
+                    .call_handle_call_action(&mut store, &wit_event)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        let outcome = self.finish(store, limits, result);
         GuestOutcome {
             result: outcome.result.and_then(|reply| match reply {
                 Ok(reply) => Ok(convert::reply_from_wit(reply)),
@@ -282,9 +295,9 @@ impl Runtime {
         }
     }
 
-    /// Hand a session summary to a fresh instance of `app` (blocking, like
+    /// Hand a session summary to a fresh instance of `app` (like
     /// [`Runtime::handle_call_action`]).
-    pub fn handle_session_summary(
+    pub async fn handle_session_summary(
         &self,
         app: &CompiledApp,
         summary: &Vss,
@@ -292,52 +305,77 @@ impl Runtime {
         limits: &GuestLimits,
     ) -> GuestOutcome<()> {
         let wit_summary = convert::summary_to_wit(summary);
-        self.run(app, call, limits, |instance, store| {
-            instance.call_handle_session_summary(store, &wit_summary)
-        })
+        let mut store = self.new_store(call, limits);
+        let result = match app.pre.instantiate_async(&mut store).await {
+            Ok(instance) => {
+                instance
+                    .call_handle_session_summary(&mut store, &wit_summary)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        self.finish(store, limits, result)
     }
 
     /// Create a fresh store and instance of `app` and drop them, calling
     /// nothing: the fixed cost of an event's sandbox (for benchmarks).
-    pub fn instantiate_only(
+    pub async fn instantiate_only(
         &self,
         app: &CompiledApp,
         call: EventContext,
         limits: &GuestLimits,
     ) -> Result<(), Fault> {
-        self.run(app, call, limits, |_, _| Ok(())).result
+        let mut store = self.new_store(call, limits);
+        let result = app.pre.instantiate_async(&mut store).await.map(|_| ());
+        self.finish(store, limits, result).result
     }
 
-    /// One guest call on a fresh store and instance, within `limits`.
-    fn run<R>(
-        &self,
-        app: &CompiledApp,
-        call: EventContext,
-        limits: &GuestLimits,
-        export: impl FnOnce(&IvrApp, &mut Store<EventCtx>) -> wasmtime::Result<R>,
-    ) -> GuestOutcome<R> {
+    /// A fresh store for one event, its limits armed.
+    fn new_store(&self, call: EventContext, limits: &GuestLimits) -> Store<EventCtx> {
         let ctx = EventCtx::new(call, limits);
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
         if self.epoch_interruption {
-            let ticks = limits
+            // One tick at a time: at each tick the guest yields to the
+            // executor (other calls run), until its run time is used up.
+            let budget = limits
                 .run_time
                 .as_millis()
                 .div_ceil(EPOCH_TICK.as_millis())
                 .max(1);
-            store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-            store.epoch_deadline_trap();
+            let mut ticks_left = u64::try_from(budget).unwrap_or(u64::MAX);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                ticks_left = ticks_left.saturating_sub(1);
+                if ticks_left == 0 {
+                    Ok(wasmtime::UpdateDeadline::Interrupt)
+                } else {
+                    // tokio's own yield: the worker polls for I/O and
+                    // timers before resuming this guest. (A plain wake-up
+                    // would requeue it straight away and leave other
+                    // connections unnoticed for dozens of ticks.)
+                    Ok(wasmtime::UpdateDeadline::YieldCustom(
+                        1,
+                        Box::pin(tokio::task::yield_now()),
+                    ))
+                }
+            });
         }
-        let metered = self.fuel && limits.fuel;
         if self.fuel {
             // Fuel only measures here; the run-time limit is the epoch deadline.
             let _ = store.set_fuel(u64::MAX);
         }
-        let result = app
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| export(&instance, &mut store));
-        let fuel_used = if metered {
+        store
+    }
+
+    /// Tear an event's store down and classify the outcome.
+    fn finish<R>(
+        &self,
+        store: Store<EventCtx>,
+        limits: &GuestLimits,
+        result: wasmtime::Result<R>,
+    ) -> GuestOutcome<R> {
+        let fuel_used = if self.fuel && limits.fuel {
             store.get_fuel().ok().map(|left| u64::MAX - left)
         } else {
             None

@@ -6,6 +6,7 @@
 //! in batches, off the reply's path; if it falls behind, records are dropped
 //! and counted rather than slowing calls down.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -363,6 +364,42 @@ fn write_traces(mut conn: Connection, receiver: Receiver<TraceRecord>) {
 /// How long the trace writer gathers records before writing a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
+/// Bytes as text, borrowed when they are valid UTF-8 (they nearly always are).
+fn lossy_text(bytes: &Option<bytes::Bytes>) -> Option<std::borrow::Cow<'_, str>> {
+    bytes.as_deref().map(String::from_utf8_lossy)
+}
+
+/// What one batch changes in a session's row.
+struct SessionTouch<'a> {
+    first_at: &'a str,
+    last_at: &'a str,
+    app: Option<&'a str>,
+    version: Option<u32>,
+    events: i64,
+}
+
+impl<'a> SessionTouch<'a> {
+    fn new(record: &'a TraceRecord) -> Self {
+        Self {
+            first_at: &record.at,
+            last_at: &record.at,
+            app: record.app.as_deref(),
+            version: record.version,
+            events: 1,
+        }
+    }
+
+    fn add(&mut self, record: &'a TraceRecord) {
+        self.first_at = self.first_at.min(&record.at);
+        self.last_at = self.last_at.max(&record.at);
+        if self.app.is_none() {
+            self.app = record.app.as_deref();
+            self.version = record.version;
+        }
+        self.events += 1;
+    }
+}
+
 fn write_batch(conn: &mut Connection, batch: &[TraceRecord]) -> anyhow::Result<()> {
     let tx = conn.transaction()?;
     {
@@ -370,11 +407,13 @@ fn write_batch(conn: &mut Connection, batch: &[TraceRecord]) -> anyhow::Result<(
             "INSERT INTO trace_events (session_id, at, json, request, reply) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let mut upsert = tx.prepare_cached(
-            "INSERT INTO sessions (session_id, first_at, last_at, app, version, events) VALUES (?1, ?2, ?2, ?3, ?4, 1)
+            "INSERT INTO sessions (session_id, first_at, last_at, app, version, events) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(session_id) DO UPDATE SET first_at = MIN(first_at, excluded.first_at),
-               last_at = MAX(last_at, excluded.last_at), events = events + 1,
+               last_at = MAX(last_at, excluded.last_at), events = events + excluded.events,
                app = COALESCE(sessions.app, excluded.app), version = COALESCE(sessions.version, excluded.version)",
         )?;
+        // A session's events in this batch update its row once.
+        let mut touched: HashMap<&str, SessionTouch<'_>> = HashMap::new();
         for record in batch {
             if record.session_id.is_empty() {
                 continue;
@@ -382,21 +421,21 @@ fn write_batch(conn: &mut Connection, batch: &[TraceRecord]) -> anyhow::Result<(
             // The metadata as JSON; the request and reply bytes stored as sent
             // (parsed only when a trace is read).
             let json = serde_json::to_string(record)?;
-            let text = |b: &Option<bytes::Bytes>| {
-                b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
-            };
             insert.execute(params![
                 record.session_id,
                 record.at,
                 json,
-                text(&record.request_bytes),
-                text(&record.reply_bytes)
+                lossy_text(&record.request_bytes).as_deref(),
+                lossy_text(&record.reply_bytes).as_deref()
             ])?;
+            touched
+                .entry(record.session_id.as_str())
+                .and_modify(|t| t.add(record))
+                .or_insert_with(|| SessionTouch::new(record));
+        }
+        for (session_id, t) in touched {
             upsert.execute(params![
-                record.session_id,
-                record.at,
-                record.app,
-                record.version
+                session_id, t.first_at, t.last_at, t.app, t.version, t.events
             ])?;
         }
     }
