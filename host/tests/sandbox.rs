@@ -206,6 +206,36 @@ fn every_hostile_guest_gets_the_fallback_with_its_fault_kind() {
     );
 }
 
+/// Every event starts from pristine guest memory: pages are kept resident
+/// between instances for speed, but what one event wrote (statics, the
+/// data segment) is never seen by the next, also after a trap or a memory
+/// bomb in between.
+#[test]
+fn every_event_sees_fresh_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = two_app_host(dir.path());
+    let remember = |host: &Host| {
+        let mut call = Call::new();
+        call.client_action_id = Some("start".into());
+        let mut event = call.event(Some("remember"));
+        event["payload"]["subAccountId"] = "hostile".into();
+        let (status, body) = host.post("/webhooks/vca", &event.to_string());
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    for round in 0..30 {
+        let body = remember(&host);
+        assert!(
+            body.contains("events seen 1, dirty bytes 0"),
+            "round {round}: an event saw an earlier event's memory: {body}"
+        );
+        if round % 10 == 5 {
+            hostile_event(&host, "memory");
+            hostile_event(&host, "panic");
+        }
+    }
+}
+
 #[test]
 fn per_app_limits_and_fallback_apply() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,15 @@
 //! A guest for the host's fault tests: the digits of the event choose how it
 //! misbehaves. Any other input gets a valid reply.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use ivr_sdk::{Action, CallEvent, Error, IvrApp, MakeCall, Reply, Say, SayAndCapture};
+
+/// Events this instance has handled (a fresh instance per event: always 1).
+static EVENTS_SEEN: AtomicU32 = AtomicU32::new(0);
+/// Scratch memory in the data segment, scribbled over by `remember`.
+static SCRATCH: Mutex<[u8; 64 * 1024]> = Mutex::new([0; 64 * 1024]);
 
 struct Misbehave;
 
@@ -100,6 +108,18 @@ impl IvrApp for Misbehave {
             "read-state" => {
                 let value = ivr_sdk::state::get("written").unwrap_or_else(|| "nothing".into());
                 Ok(Reply::new().say(format!("State holds {value}.")).hangup())
+            }
+            "remember" => {
+                // What an earlier event left in this memory, if anything.
+                let seen = EVENTS_SEEN.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut scratch = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+                let dirty = scratch.iter().filter(|b| **b != 0).count();
+                scratch.fill(0xAB);
+                let heap = vec![0x5Au8; 512 * 1024];
+                std::hint::black_box(&heap);
+                Ok(Reply::new()
+                    .say(format!("events seen {seen}, dirty bytes {dirty}"))
+                    .hangup())
             }
             "print" => {
                 println!("hello from the guest's stdout");
