@@ -106,6 +106,10 @@ fn a_call_trace_holds_every_event_and_the_summary() {
         listed_call["event_count"], 5,
         "every event counted, also when several arrive in one trace batch"
     );
+    let (status, stats) = host.admin_call("GET", "/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["trace_records_dropped"], 0);
+    assert!(stats["calls_pinned"].as_u64().is_some(), "{stats}");
     let (_, none) = host.admin_call("GET", "/sessions?status=BUSY", None);
     assert!(none["sessions"].as_array().unwrap().is_empty());
     let (status, _) = host.admin_call("GET", "/sessions?limit=zero", None);

@@ -177,6 +177,22 @@ async fn calls(url: &str, callers: u64, secs: u64) -> anyhow::Result<()> {
 
 /// Open loop: `rate` events per second for `secs` seconds, each event the
 /// next step of one of many concurrent calls.
+/// Wait until `at`, on time to a few microseconds: tokio's timer ticks in
+/// milliseconds, which alone would add up to 1 ms of the driver's own
+/// lateness to every measured latency. The last stretch yields in a loop
+/// (the driver has a CPU of its own), letting replies be read meanwhile.
+async fn send_at(at: Instant) {
+    const TIMER_SLACK: Duration = Duration::from_millis(2);
+    if let Some(early) = at.checked_duration_since(Instant::now())
+        && early > TIMER_SLACK
+    {
+        tokio::time::sleep_until((at - TIMER_SLACK).into()).await;
+    }
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn rate(url: &str, rate: u64, secs: u64) -> anyhow::Result<()> {
     let client = client();
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
@@ -194,7 +210,7 @@ async fn rate(url: &str, rate: u64, secs: u64) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for n in 0..total {
         let scheduled = start + interval * n as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
+        send_at(scheduled).await;
         let slot = (n % 512) as usize;
         let (client, url, histogram, errors, caller, step) = (
             client.clone(),

@@ -112,6 +112,16 @@ impl AdminEdge {
                 }
                 _ => http::method_not_allowed(&method, &path, "GET, PUT"),
             },
+            ["stats"] => match method {
+                Method::GET => to_json(
+                    StatusCode::OK,
+                    Ok::<_, AdminError>(serde_json::json!({
+                        "calls_pinned": apps.pinned_calls(),
+                        "trace_records_dropped": self.service.sessions().dropped_records(),
+                    })),
+                ),
+                _ => http::method_not_allowed(&method, &path, "GET"),
+            },
             ["sessions"] => match method {
                 Method::GET => {
                     let filter = match session_filter(request.uri().query().unwrap_or_default()) {

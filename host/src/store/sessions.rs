@@ -193,7 +193,13 @@ impl SessionStore {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
             self.traces.try_send(record)
         {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped == 1 || dropped.is_multiple_of(10_000) {
+                tracing::warn!(
+                    dropped,
+                    "the trace writer is behind (the CPU is saturated): trace records are being dropped; calls are unaffected"
+                );
+            }
         }
     }
 
@@ -347,6 +353,7 @@ fn record_from_json(value: Value) -> TraceRecord {
 
 /// The trace writer: batches of records, one transaction each.
 fn write_traces(mut conn: Connection, receiver: Receiver<TraceRecord>) {
+    run_only_when_idle();
     // Runs until the store (and with it the sender) is dropped. After the
     // first record of a batch it waits a little and takes everything queued,
     // so a busy host pays one wakeup and one transaction per batch, not per
@@ -357,6 +364,26 @@ fn write_traces(mut conn: Connection, receiver: Receiver<TraceRecord>) {
         batch.extend(receiver.try_iter().take(4096));
         if let Err(err) = write_batch(&mut conn, &batch) {
             tracing::error!("could not record {} trace events: {err:#}", batch.len());
+        }
+    }
+}
+
+/// Give the calling thread the lowest CPU priority there is (Linux's
+/// `SCHED_IDLE`): it runs when calls leave a CPU free, so writing a batch of
+/// traces never delays a reply. Under sustained saturation the queue fills
+/// and records are dropped and counted instead.
+fn run_only_when_idle() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscall on the calling thread (pid 0) with a valid,
+        // initialized parameter struct.
+        let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if result != 0 {
+            tracing::debug!(
+                "could not lower the trace writer's priority: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }
