@@ -389,6 +389,7 @@ impl Settings {
                     memory_bytes: guest_memory_mib * 1024 * 1024,
                     log: LogLimits::default(),
                     fuel,
+                    warm_events: 1,
                 },
                 webhook_body_bytes: webhook_body_kib * 1024,
                 reply: ReplyLimits {

@@ -236,6 +236,78 @@ fn every_event_sees_fresh_memory() {
     }
 }
 
+/// Send `digits` to the hostile app as the second event of a new call; the reply.
+fn hostile_reply(host: &Host, digits: &str) -> String {
+    let mut call = Call::new();
+    call.client_action_id = Some("start".into());
+    let mut event = call.event(Some(digits));
+    event["payload"]["subAccountId"] = "hostile".into();
+    let (status, body) = host.post("/webhooks/vca", &event.to_string());
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The opt-in warm-instance mode's isolation rules: an instance answers at
+/// most `warm_instance_events` events, only of the app version it was made
+/// for, and never one more after a fault; events stay sequential per
+/// instance, and per-call state stays per call.
+#[test]
+fn warm_instances_are_bounded_and_never_reused_after_a_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = two_app_host(dir.path());
+    let settings = json!({ "warm_instance_events": 3 });
+    let (status, body) = host.admin_call(
+        "PUT",
+        "/apps/hostile/settings",
+        Some(settings.to_string().as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let seen = |host: &Host| -> u32 {
+        let body = hostile_reply(host, "remember");
+        let n = body
+            .split("events seen ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok());
+        n.unwrap_or_else(|| panic!("no count in {body}"))
+    };
+
+    // Reused, up to 3 events per instance, then a fresh one.
+    let counts: Vec<u32> = (0..7).map(|_| seen(&host)).collect();
+    assert_eq!(counts, [1, 2, 3, 1, 2, 3, 1]);
+
+    // A fault discards the instance: the next event starts fresh.
+    assert_eq!(seen(&host), 2);
+    hostile_event(&host, "panic");
+    assert_eq!(seen(&host), 1, "an instance was reused after a trap");
+    assert_eq!(seen(&host), 2);
+    hostile_event(&host, "error");
+    assert_eq!(seen(&host), 1, "an instance was reused after an app error");
+    hostile_event(&host, "loop");
+    assert_eq!(seen(&host), 1, "an instance was reused after its deadline");
+
+    // A new version (the same code with a custom section appended: a new
+    // sha256) never gets an instance of the old one.
+    assert_eq!(seen(&host), 2);
+    let mut version_two = std::fs::read(guest("misbehave")).unwrap();
+    version_two.extend_from_slice(&[0, 6, 5, b'i', b'v', b'r', b'-', b'2']);
+    let file = dir.path().join("misbehave-v2.wasm");
+    std::fs::write(&file, version_two).unwrap();
+    host.deploy("hostile", &file);
+    assert_eq!(seen(&host), 1, "an instance outlived its version");
+
+    // Per-call state is still the host's, per call.
+    let saved = hostile_reply(&host, "state-then-ok");
+    assert!(saved.contains("Saved"), "{saved}");
+    let read = hostile_reply(&host, "read-state");
+    assert!(read.contains("State holds nothing"), "{read}");
+
+    // Off again: a fresh instance per event.
+    let (status, body) = host.admin_call("PUT", "/apps/hostile/settings", Some(b"{}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((seen(&host), seen(&host)), (1, 1));
+}
+
 #[test]
 fn per_app_limits_and_fallback_apply() {
     let dir = tempfile::tempdir().unwrap();
@@ -284,6 +356,21 @@ fn per_app_limits_and_fallback_apply() {
     assert_eq!(Call::new().step(&host, None)["clientActionId"], "main-1");
 
     // Invalid settings are refused with a reason.
+    for (settings, reason) in [
+        (
+            r#"{"warm_instance_events":0}"#,
+            "warm_instance_events must be greater than zero",
+        ),
+        (
+            r#"{"warm_instance_events":10001}"#,
+            "warm_instance_events 10001 is over 10000",
+        ),
+    ] {
+        let (status, body) =
+            host.admin_call("PUT", "/apps/hostile/settings", Some(settings.as_bytes()));
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["detail"], reason, "{body}");
+    }
     let (status, body) = host.admin_call(
         "PUT",
         "/apps/hostile/settings",

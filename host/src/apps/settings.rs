@@ -35,10 +35,18 @@ pub struct AppSettings {
     /// Most events of this app running at once; more wait briefly, then get the fallback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<usize>,
+    /// Events one instance may answer before a fresh one is made (default 1:
+    /// a fresh instance per event). Opt-in speed-up: the app's memory then
+    /// carries over between those events (of any calls); never after a fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_instance_events: Option<u32>,
     /// The callflow answered when the app faults (default: an apology and hangup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Callflow>,
 }
+
+/// Most events one warm instance may answer.
+pub const MAX_WARM_INSTANCE_EVENTS: u32 = 10_000;
 
 /// The host-wide values the per-app settings override.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +83,10 @@ impl AppSettings {
             ("log_kib", self.log_kib),
             ("log_lines", self.log_lines),
             ("max_concurrent", self.max_concurrent),
+            (
+                "warm_instance_events",
+                self.warm_instance_events.map(|v| v as usize),
+            ),
         ];
         for (name, value) in positive {
             if value == Some(0) {
@@ -94,6 +106,13 @@ impl AppSettings {
         {
             return Err(format!(
                 "guest_time_ms {ms} is over 10000 (8x8 waits for the reply)"
+            ));
+        }
+        if let Some(events) = self.warm_instance_events
+            && events > MAX_WARM_INSTANCE_EVENTS
+        {
+            return Err(format!(
+                "warm_instance_events {events} is over {MAX_WARM_INSTANCE_EVENTS}"
             ));
         }
         if let Some(fallback) = &self.fallback {
@@ -122,6 +141,7 @@ impl AppSettings {
                 lines: self.log_lines.unwrap_or(host.guest.log.lines),
             },
             fuel: host.guest.fuel,
+            warm_events: self.warm_instance_events.unwrap_or(1),
         };
         let reply = ReplyLimits {
             max_actions: self.reply_actions.unwrap_or(host.reply.max_actions),

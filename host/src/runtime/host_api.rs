@@ -67,6 +67,7 @@ pub(crate) struct EventCtx {
 }
 
 impl EventCtx {
+    /// A context for `call`, within `limits`.
     pub(crate) fn new(call: EventContext, limits: &GuestLimits) -> Self {
         let output = CapturedOutput::new(limits.log.bytes);
         let wasi = WasiCtx::builder()
@@ -96,14 +97,39 @@ impl EventCtx {
         }
     }
 
-    /// Log what the guest wrote to stdout/stderr, and hand back the call's
-    /// state and that output.
+    /// Make a warm instance's context ready for its next event: a new call,
+    /// fresh budgets, nothing captured.
+    pub(crate) fn begin(&mut self, call: EventContext, limits: &GuestLimits) {
+        self.call = call;
+        self.limiter = MemoryCap {
+            max_bytes: limits.memory_bytes,
+            exceeded: false,
+        };
+        self.log_budget = LogBudget {
+            limits: limits.log,
+            bytes: 0,
+            lines: 0,
+            dropped: false,
+            attempted: 0,
+        };
+        self.flooded = false;
+        self.output.reset(limits.log.bytes);
+    }
+
     /// True when the guest flooded its log or stdout/stderr.
     pub(crate) fn flooded(&self) -> bool {
         self.flooded || self.output.flooded()
     }
 
-    pub(crate) fn finish(mut self) -> (CallState, Vec<u8>) {
+    /// True when the instance may serve another event: nothing of this one
+    /// is left in the context (no open WASI resources) and it hit no limit.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.table.is_empty() && !self.limiter.exceeded && !self.flooded()
+    }
+
+    /// Log what the guest wrote to stdout/stderr, and hand back the call's
+    /// state and that output.
+    pub(crate) fn finish(&mut self) -> (CallState, Vec<u8>) {
         let output = self.output.take();
         if !output.is_empty() {
             let text = String::from_utf8_lossy(&output);
@@ -118,7 +144,7 @@ impl EventCtx {
                 self.log_budget.limits.bytes, self.log_budget.limits.lines
             );
         }
-        (self.call.state, output)
+        (std::mem::take(&mut self.call.state), output)
     }
 
     fn emit(&mut self, level: types::Level, message: &str) {
@@ -310,6 +336,19 @@ impl CapturedOutput {
                 flooded: false,
             })),
         }
+    }
+
+    /// Empty, with a new cap, for the next event of a warm instance.
+    fn reset(&self, cap: usize) {
+        self.with(|c| {
+            *c = Captured {
+                buffer: Vec::new(),
+                cap,
+                overflowed: false,
+                attempted: 0,
+                flooded: false,
+            }
+        })
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Captured) -> R) -> R {

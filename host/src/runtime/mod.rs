@@ -8,8 +8,8 @@ mod sandbox;
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -55,6 +55,11 @@ pub struct GuestLimits {
     pub log: LogLimits,
     /// Meter fuel and report each event's cost (needs [`RuntimeOptions::fuel`]).
     pub fuel: bool,
+    /// Events one instance may serve (1: a fresh instance per event, the
+    /// default). Above 1, an instance that answered cleanly is kept for the
+    /// next event of the same app version, up to this many events; never
+    /// after a fault. Its memory then carries over between those events.
+    pub warm_events: u32,
 }
 
 impl Default for GuestLimits {
@@ -64,9 +69,13 @@ impl Default for GuestLimits {
             memory_bytes: 32 * 1024 * 1024,
             log: LogLimits::default(),
             fuel: false,
+            warm_events: 1,
         }
     }
 }
+
+/// Most idle warm instances kept per app version.
+const MAX_IDLE_WARM_INSTANCES: usize = 8;
 
 /// Sizing of the runtime shared by all apps.
 #[derive(Debug, Clone, Copy)]
@@ -262,7 +271,10 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
         let pre = IvrAppPre::new(pre).map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
-        Ok(CompiledApp { pre })
+        Ok(CompiledApp {
+            pre,
+            warm: Arc::default(),
+        })
     }
 
     /// Run one VCA event on a fresh instance of `app`.
@@ -280,21 +292,48 @@ impl Runtime {
         limits: &GuestLimits,
     ) -> GuestOutcome {
         let wit_event = convert::event_to_wit(event);
-        let mut store = self.new_store(call, limits);
-        let result = match app.pre.instantiate_async(&mut store).await {
-            Ok(instance) => {
-                instance
-                    .call_handle_call_action(&mut store, &wit_event)
-                    .await
-            }
-            Err(err) => Err(err),
+        let warm = if limits.warm_events > 1 {
+            app.take_warm()
+        } else {
+            None
         };
-        let outcome = self.finish(store, limits, result);
+        let (mut store, instance, served) = match warm {
+            Some(mut warm) => {
+                warm.store.data_mut().begin(call, limits);
+                (warm.store, Some(warm.instance), warm.served)
+            }
+            None => (self.new_store(call, limits), None, 0),
+        };
+        self.arm(&mut store, limits);
+        let result = async {
+            let instance = match instance {
+                Some(instance) => instance,
+                None => app.pre.instantiate_async(&mut store).await?,
+            };
+            let reply = instance
+                .call_handle_call_action(&mut store, &wit_event)
+                .await?;
+            Ok((instance, reply))
+        }
+        .await;
+        let outcome = self.finish(&mut store, limits, result);
+        let result = match outcome.result {
+            Ok((instance, Ok(reply))) => {
+                let served = served + 1;
+                if served < limits.warm_events && store.data().is_clean() {
+                    app.keep_warm(WarmInstance {
+                        store,
+                        instance,
+                        served,
+                    });
+                }
+                Ok(convert::reply_from_wit(reply))
+            }
+            Ok((_, Err(app_error))) => Err(Fault::AppError(app_error.message)),
+            Err(fault) => Err(fault),
+        };
         GuestOutcome {
-            result: outcome.result.and_then(|reply| match reply {
-                Ok(reply) => Ok(convert::reply_from_wit(reply)),
-                Err(app_error) => Err(Fault::AppError(app_error.message)),
-            }),
+            result,
             state: outcome.state,
             output: outcome.output,
             fuel_used: outcome.fuel_used,
@@ -312,15 +351,15 @@ impl Runtime {
     ) -> GuestOutcome<()> {
         let wit_summary = convert::summary_to_wit(summary);
         let mut store = self.new_store(call, limits);
-        let result = match app.pre.instantiate_async(&mut store).await {
-            Ok(instance) => {
-                instance
-                    .call_handle_session_summary(&mut store, &wit_summary)
-                    .await
-            }
-            Err(err) => Err(err),
-        };
-        self.finish(store, limits, result)
+        self.arm(&mut store, limits);
+        let result = async {
+            let instance = app.pre.instantiate_async(&mut store).await?;
+            instance
+                .call_handle_session_summary(&mut store, &wit_summary)
+                .await
+        }
+        .await;
+        self.finish(&mut store, limits, result)
     }
 
     /// Create a fresh store and instance of `app` and drop them, calling
@@ -332,15 +371,20 @@ impl Runtime {
         limits: &GuestLimits,
     ) -> Result<(), Fault> {
         let mut store = self.new_store(call, limits);
+        self.arm(&mut store, limits);
         let result = app.pre.instantiate_async(&mut store).await.map(|_| ());
-        self.finish(store, limits, result).result
+        self.finish(&mut store, limits, result).result
     }
 
-    /// A fresh store for one event, its limits armed.
+    /// A fresh store for one event (arm it with [`Runtime::arm`]).
     fn new_store(&self, call: EventContext, limits: &GuestLimits) -> Store<EventCtx> {
-        let ctx = EventCtx::new(call, limits);
-        let mut store = Store::new(&self.engine, ctx);
+        let mut store = Store::new(&self.engine, EventCtx::new(call, limits));
         store.limiter(|ctx| &mut ctx.limiter);
+        store
+    }
+
+    /// Arm a store's per-event limits: the run-time deadline and fuel.
+    fn arm(&self, store: &mut Store<EventCtx>, limits: &GuestLimits) {
         if self.epoch_interruption {
             // One tick at a time: at each tick the guest yields to the
             // executor (other calls run), until its run time is used up.
@@ -371,13 +415,12 @@ impl Runtime {
             // Fuel only measures here; the run-time limit is the epoch deadline.
             let _ = store.set_fuel(u64::MAX);
         }
-        store
     }
 
-    /// Tear an event's store down and classify the outcome.
+    /// Take an event's state and output out of its store and classify the outcome.
     fn finish<R>(
         &self,
-        store: Store<EventCtx>,
+        store: &mut Store<EventCtx>,
         limits: &GuestLimits,
         result: wasmtime::Result<R>,
     ) -> GuestOutcome<R> {
@@ -386,7 +429,7 @@ impl Runtime {
         } else {
             None
         };
-        let ctx = store.into_data();
+        let ctx = store.data_mut();
         let memory_exceeded = ctx.limiter.exceeded;
         let flooded = ctx.flooded();
         let (state, output) = ctx.finish();
@@ -425,6 +468,33 @@ fn classify(err: wasmtime::Error, memory_exceeded: bool) -> Fault {
 #[derive(Clone)]
 pub struct CompiledApp {
     pre: IvrAppPre<EventCtx>,
+    /// Idle instances kept for apps that allow more than one event per
+    /// instance ([`GuestLimits::warm_events`]).
+    warm: Arc<Mutex<Vec<WarmInstance>>>,
+}
+
+/// An instance that answered its events cleanly, kept for the next one.
+struct WarmInstance {
+    store: Store<EventCtx>,
+    instance: IvrApp,
+    /// Events it has answered.
+    served: u32,
+}
+
+impl CompiledApp {
+    fn take_warm(&self) -> Option<WarmInstance> {
+        self.warm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+
+    fn keep_warm(&self, instance: WarmInstance) {
+        let mut idle = self.warm.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_WARM_INSTANCES {
+            idle.push(instance);
+        }
+    }
 }
 
 /// What the host knows about the call an event belongs to.
