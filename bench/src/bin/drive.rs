@@ -24,6 +24,20 @@ use tokio::sync::Mutex;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// The first call number of this run: runs against the same server never
+/// repeat an eventId, so no event is answered from its reply cache.
+fn run_base() -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        // Calls of one run stay under 10^11 apart.
+        (nanos % 1_000_000) as u64 * 100_000_000_000
+    })
+}
+
 /// One simulated call.
 struct Caller {
     id: u64,
@@ -139,7 +153,7 @@ async fn calls(url: &str, callers: u64, secs: u64) -> anyhow::Result<()> {
         );
         tasks.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-            let mut call = c * 1_000_000;
+            let mut call = run_base() + c * 1_000_000;
             while Instant::now() < end {
                 call += 1;
                 let mut caller = Caller::new(call);
@@ -203,7 +217,7 @@ async fn rate(url: &str, rate: u64, secs: u64) -> anyhow::Result<()> {
     let errors = Arc::new(AtomicU64::new(0));
     // Callers are reused round-robin; each event continues its caller's call.
     let callers: Vec<Arc<Mutex<Caller>>> = (0..512)
-        .map(|i| Arc::new(Mutex::new(Caller::new(9_000_000 + i))))
+        .map(|i| Arc::new(Mutex::new(Caller::new(run_base() + 9_000_000 + i))))
         .collect();
     let steps: Vec<Arc<AtomicU64>> = (0..512).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let start = Instant::now();

@@ -25,10 +25,12 @@ struct Timed<V> {
 }
 
 impl<K: Hash + Eq, V> RecentMap<K, V> {
-    /// An empty map holding at most `capacity` (at least 1) entries.
+    /// An empty map holding at most `capacity` (at least 1) entries. Its
+    /// table is allocated for all of them up front: growing it under load
+    /// would rehash every entry while a call waits.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
-            entries: LinkedHashMap::new(),
+            entries: LinkedHashMap::with_capacity(capacity.max(1)),
             capacity: capacity.max(1),
             ttl,
         }
