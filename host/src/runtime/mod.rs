@@ -277,7 +277,8 @@ impl Runtime {
         })
     }
 
-    /// Run one VCA event on a fresh instance of `app`.
+    /// Run one VCA event on a fresh instance of `app` (or on a warm one,
+    /// when `limits.warm_events` allows more than one event per instance).
     ///
     /// The guest runs on the calling task: CPU-bound guest code yields to
     /// the executor at every epoch tick and traps once it has used up
@@ -293,7 +294,9 @@ impl Runtime {
     ) -> GuestOutcome {
         let wit_event = convert::event_to_wit(event);
         let warm = if limits.warm_events > 1 {
+            // An instance kept under a larger bound retires now.
             app.take_warm()
+                .filter(|warm| warm.served < limits.warm_events)
         } else {
             None
         };
