@@ -420,3 +420,84 @@ fn fuel_metering_reports_a_deterministic_cost_per_event() {
         "the same event costs the same: {costs:?}"
     );
 }
+
+/// Idle warm instances hold slots of the instance pool. A version that is
+/// replaced (and so answers only its calls in progress) gives them back: in
+/// a pool of 2, replaced versions never starve the active one — and without
+/// retirement the same pool is exhausted.
+#[tokio::test]
+async fn replaced_versions_give_their_warm_instances_back() {
+    use ivr_host::protocol::{CallAction, Webhook, parse_webhook};
+    use ivr_host::runtime::{
+        CallState, CompiledApp, EventContext, GuestLimits, Runtime, RuntimeOptions,
+    };
+
+    let runtime = Runtime::new(RuntimeOptions {
+        max_concurrent_instances: 2,
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let bytes = std::fs::read(guest("misbehave")).unwrap();
+    let body = json!({ "eventType": "CALL_ACTION", "payload": {
+        "eventId": "e1", "sessionId": "s1", "clientActionId": "start",
+        "eventData": { "dtmf": "remember" } } });
+    let Ok(Webhook::CallAction(event)) = parse_webhook(body.to_string().as_bytes()) else {
+        panic!("the event does not parse");
+    };
+    let limits = GuestLimits {
+        warm_events: 100,
+        ..GuestLimits::default()
+    };
+    async fn answer(
+        runtime: &Runtime,
+        version: &CompiledApp,
+        event: &CallAction,
+        limits: &GuestLimits,
+    ) -> Result<(), String> {
+        let call = EventContext {
+            app: "app".into(),
+            version: "v".into(),
+            session_id: "s1".into(),
+            state: CallState::new(),
+            config: Arc::default(),
+        };
+        let outcome = runtime
+            .handle_call_action(version, event, call, limits)
+            .await;
+        outcome
+            .result
+            .map(|_| ())
+            .map_err(|fault| fault.to_string())
+    }
+
+    // Three versions in turn, each replacing the last.
+    let mut previous: Option<CompiledApp> = None;
+    for round in 0..3 {
+        let version = runtime.compile(&bytes).unwrap();
+        if let Some(replaced) = previous.take() {
+            replaced.retire_warm_instances();
+            // A call still pinned to it is answered, and keeps nothing.
+            assert!(answer(&runtime, &replaced, &event, &limits).await.is_ok());
+        }
+        let outcome = answer(&runtime, &version, &event, &limits).await;
+        assert!(outcome.is_ok(), "round {round}: {outcome:?}");
+        previous = Some(version);
+    }
+
+    // The control: versions that are not retired keep their idle instance,
+    // and the third one finds the pool exhausted.
+    let kept: Vec<CompiledApp> = (0..2).map(|_| runtime.compile(&bytes).unwrap()).collect();
+    if let Some(last) = previous.take() {
+        last.retire_warm_instances();
+    }
+    for version in &kept {
+        assert!(answer(&runtime, version, &event, &limits).await.is_ok());
+    }
+    let starved = runtime.compile(&bytes).unwrap();
+    assert!(
+        answer(&runtime, &starved, &event, &limits).await.is_err(),
+        "the pool of 2 should be held by the two idle warm instances"
+    );
+    kept[0].drop_warm_instances();
+    assert!(answer(&runtime, &starved, &event, &limits).await.is_ok());
+}

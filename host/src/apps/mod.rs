@@ -375,8 +375,11 @@ impl AppRegistry {
         let app_name = name.to_owned();
         self.blocking(move |db| db.delete_app(&app_name)).await?;
         let mut next = (*snapshot).clone();
-        next.apps.remove(name);
+        let removed = next.apps.remove(name);
         self.current.store(Arc::new(next));
+        if let Some(active) = removed.and_then(|slot| slot.active) {
+            active.compiled.retire_warm_instances();
+        }
         tracing::info!(
             app = name,
             "deleted (calls in progress finish on their version)"
@@ -415,8 +418,12 @@ impl AppRegistry {
         let mut slot = next.slot(name, &self.host_limits);
         slot.effective = Arc::new(settings.resolve(&self.host_limits));
         slot.settings = settings;
+        let active = slot.active.clone();
         next.apps.insert(name.to_owned(), slot);
         self.current.store(Arc::new(next));
+        if let Some(active) = active {
+            active.compiled.drop_warm_instances();
+        }
         Ok(())
     }
 
@@ -493,9 +500,12 @@ impl AppRegistry {
         let snapshot = self.snapshot();
         let mut next = (*snapshot).clone();
         let mut slot = next.slot(name, &self.host_limits);
-        slot.active = active;
+        let replaced = std::mem::replace(&mut slot.active, active);
         next.apps.insert(name.to_owned(), slot);
         self.current.store(Arc::new(next));
+        if let Some(replaced) = replaced {
+            replaced.compiled.retire_warm_instances();
+        }
     }
 
     async fn blocking<R: Send + 'static>(

@@ -473,7 +473,15 @@ pub struct CompiledApp {
     pre: IvrAppPre<EventCtx>,
     /// Idle instances kept for apps that allow more than one event per
     /// instance ([`GuestLimits::warm_events`]).
-    warm: Arc<Mutex<Vec<WarmInstance>>>,
+    warm: Arc<Mutex<WarmPool>>,
+}
+
+/// A version's idle warm instances.
+#[derive(Default)]
+struct WarmPool {
+    idle: Vec<WarmInstance>,
+    /// The version no longer answers new calls: keep nothing more.
+    retired: bool,
 }
 
 /// An instance that answered its events cleanly, kept for the next one.
@@ -485,18 +493,33 @@ struct WarmInstance {
 }
 
 impl CompiledApp {
+    fn pool(&self) -> std::sync::MutexGuard<'_, WarmPool> {
+        self.warm.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn take_warm(&self) -> Option<WarmInstance> {
-        self.warm
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
+        self.pool().idle.pop()
     }
 
     fn keep_warm(&self, instance: WarmInstance) {
-        let mut idle = self.warm.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_WARM_INSTANCES {
-            idle.push(instance);
+        let mut pool = self.pool();
+        if !pool.retired && pool.idle.len() < MAX_IDLE_WARM_INSTANCES {
+            pool.idle.push(instance);
         }
+    }
+
+    /// Drop the idle warm instances (the app's settings changed), freeing
+    /// their slots in the instance pool.
+    pub fn drop_warm_instances(&self) {
+        self.pool().idle.clear();
+    }
+
+    /// Drop the idle warm instances and keep none from now on: this version
+    /// was replaced or deleted, and only its calls in progress still use it.
+    pub fn retire_warm_instances(&self) {
+        let mut pool = self.pool();
+        pool.idle.clear();
+        pool.retired = true;
     }
 }
 
