@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
+/// Every benchmark binary allocates with mimalloc, as the `ivr-host` binary
+/// does: B (native) and the in-process stage benchmarks get the same
+/// allocator as A, so ratios measure wasm, not malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `ivr-host serve` on ephemeral ports; the data directory follows.
 pub const SERVE_ON_EPHEMERAL_PORTS: [&str; 6] = [
     "serve",
