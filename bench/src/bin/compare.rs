@@ -318,7 +318,7 @@ fn main() -> anyhow::Result<()> {
                 saturation: dropped_before_rate,
                 saturation_events: events + wrk_per_sec * SATURATION_SECS as f64,
                 rate: traces_dropped(server)? - dropped_before_rate,
-                rate_events: rate["events"].as_f64().unwrap_or(0.0),
+                rate_events: rate["sent"].as_f64().unwrap_or(0.0),
             }),
             None => None,
         };
@@ -391,8 +391,8 @@ fn main() -> anyhow::Result<()> {
     for row in &rows {
         if let Some(t) = &row.traces {
             println!(
-                "{}: trace records dropped: {} of {:.0} events in the two saturation runs, {} of {:.0} at the fixed rate \
-                 (the trace writer runs only on CPU the calls leave idle).",
+                "{}: trace records dropped: {} of {:.0} events in the two saturation runs, {} of {:.0} sent at the fixed rate \
+                 (its unrecorded first second included; the trace writer runs only on CPU the calls leave idle).",
                 row.name, t.saturation, t.saturation_events, t.rate, t.rate_events
             );
         }

@@ -268,7 +268,7 @@ async fn rate(url: &str, rate: u64, secs: u64) -> anyhow::Result<()> {
     let h = histogram.lock().await;
     println!(
         "{}",
-        json!({ "events": h.len(), "errors": errors.load(Ordering::Relaxed), "rate": rate,
+        json!({ "events": h.len(), "sent": total, "errors": errors.load(Ordering::Relaxed), "rate": rate,
                 "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99),
                 "p999_us": h.value_at_quantile(0.999), "max_us": h.max() })
     );
