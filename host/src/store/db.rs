@@ -132,6 +132,8 @@ impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let conn = Connection::open(path)
             .with_context(|| format!("opening the database {}", path.display()))?;
+        conn.execute_batch(super::NEW_DATABASE_PAGE_SIZE)
+            .context("configuring the database")?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
         )
@@ -323,6 +325,23 @@ impl MetadataStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_database_uses_32_kib_pages_and_the_sessions_share_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ivr.sqlite3");
+        let _db = SqliteStore::open(&path).unwrap();
+        let _sessions = crate::store::sessions::SessionStore::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(page_size, 32768);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
 
     #[test]
     fn versions_activation_config_and_routes_persist() {

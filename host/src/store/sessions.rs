@@ -161,6 +161,7 @@ impl SessionStore {
         let open = || -> anyhow::Result<Connection> {
             let conn =
                 Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+            conn.execute_batch(super::NEW_DATABASE_PAGE_SIZE)?;
             conn.execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
             )?;
