@@ -254,19 +254,22 @@ impl IvrService {
         };
         let session_id = event.session_id.clone();
         let event_id = event.event_id.clone();
-        let (result, outcome) = match self.run_guest(&app, &limits, event, call).await {
-            Ok(outcome) => (self.check(outcome.result.clone(), &limits), Some(outcome)),
-            Err(fault) => (Err(fault), None),
+        let (result, state, fuel) = match self.run_guest(&app, &limits, event, call).await {
+            Ok(outcome) => (
+                self.check(outcome.result, &limits),
+                Some(outcome.state),
+                outcome.fuel_used,
+            ),
+            Err(fault) => (Err(fault), None, None),
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
-        let fuel = outcome.as_ref().and_then(|o| o.fuel_used);
         record.app = Some(app.name.to_string());
         record.version = Some(app.version);
         record.elapsed_us = Some(elapsed_us);
         let reply = match result {
             Ok(json) => {
-                if let Some(outcome) = outcome {
-                    self.states.commit(&session_id, outcome.state);
+                if let Some(state) = state {
+                    self.states.commit(&session_id, state);
                 }
                 tracing::debug!(app = %app.name, version = app.version, session = %session_id, event = %event_id, elapsed_us, fuel, "answered");
                 Bytes::from(json)

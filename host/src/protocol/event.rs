@@ -343,7 +343,13 @@ fn expect_object(bytes: &[u8], what: &str) -> Result<(), ParseError> {
 
 /// Deserialize `bytes`, turning any error into one that names the field
 /// (prefixed with `prefix`) and the position in the body.
+///
+/// A well-formed body is read once, without tracking the path; only a body
+/// that fails is read again with the path tracked, to name the field.
 fn deserialize<'de, T: Deserialize<'de>>(bytes: &'de [u8], prefix: &str) -> Result<T, ParseError> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
