@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use ivr_bench::workspace;
+use ivr_bench::{cpu_seconds, workspace};
 use serde_json::Value;
 
 const SATURATION_SECS: u64 = 8;
@@ -69,24 +69,6 @@ fn start(name: &'static str, mut command: Command) -> anyhow::Result<Server> {
         url: format!("{base}/webhooks/vca"),
         admin,
     })
-}
-
-/// CPU time (user + system) of a process so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Peak resident memory of a process, in MiB.
@@ -209,6 +191,8 @@ struct Row {
     p999: u64,
     rss_mib: f64,
     errors: u64,
+    /// The driver's CPU share during the realistic-calls saturation run.
+    driver_busy: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -350,6 +334,7 @@ fn main() -> anyhow::Result<()> {
             p99_runs: rates.iter().filter_map(|r| r["p99_us"].as_u64()).collect(),
             p999: median("p999_us"),
             rss_mib: peak_rss_mib(pid),
+            driver_busy: saturation["driver_busy"].as_f64().unwrap_or(0.0),
             errors: saturation["errors"].as_u64().unwrap_or(0) + sum("errors") as u64 + wrk_errors,
         });
         std::thread::sleep(Duration::from_millis(500));
@@ -404,6 +389,20 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!();
+    let busy: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {:.0} %",
+                r.name.split(':').next().unwrap_or(r.name),
+                r.driver_busy * 100.0
+            )
+        })
+        .collect();
+    println!(
+        "The driver's CPU use during the realistic-calls saturation run (near 100 %, the driver set that row's figure, not the server): {}.",
+        busy.join(", ")
+    );
     for row in &rows {
         let runs: Vec<String> = row.p99_runs.iter().map(|p| format!("{p} µs")).collect();
         println!(
