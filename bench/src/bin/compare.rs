@@ -191,6 +191,8 @@ struct Row {
     p999: u64,
     rss_mib: f64,
     errors: u64,
+    /// Where the errors happened: calls, wrk, fixed rate.
+    error_phases: [u64; 3],
     /// The driver's CPU share during the realistic-calls saturation run.
     driver_busy: f64,
 }
@@ -322,6 +324,11 @@ fn main() -> anyhow::Result<()> {
             }),
             None => None,
         };
+        let error_phases = [
+            saturation["errors"].as_u64().unwrap_or(0),
+            wrk_errors,
+            sum("errors") as u64,
+        ];
         rows.push(Row {
             name: server.name,
             traces,
@@ -335,7 +342,8 @@ fn main() -> anyhow::Result<()> {
             p999: median("p999_us"),
             rss_mib: peak_rss_mib(pid),
             driver_busy: saturation["driver_busy"].as_f64().unwrap_or(0.0),
-            errors: saturation["errors"].as_u64().unwrap_or(0) + sum("errors") as u64 + wrk_errors,
+            errors: error_phases.iter().sum(),
+            error_phases,
         });
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -422,9 +430,18 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let errors: u64 = rows.iter().map(|r| r.errors).sum();
+    let failing: Vec<String> = rows
+        .iter()
+        .filter(|r| r.errors > 0)
+        .map(|r| {
+            let [calls, wrk, rate] = r.error_phases;
+            format!("{}: calls {calls}, wrk {wrk}, fixed rate {rate}", r.name)
+        })
+        .collect();
     ensure!(
         errors == 0,
-        "{errors} requests failed or got a wrong answer"
+        "{errors} requests failed or got a wrong answer ({})",
+        failing.join("; ")
     );
     Ok(())
 }

@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -215,8 +215,13 @@ impl Connection {
 fn client() -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
+    // Idle connections are closed before the servers would close them
+    // (Node's keep-alive timeout is 5 s): a request never races a server
+    // closing its connection.
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(4096)
+        .pool_idle_timeout(Duration::from_secs(2))
+        .pool_timer(TokioTimer::new())
         .build(connector)
 }
 
