@@ -13,12 +13,12 @@ use anyhow::{Context as _, bail, ensure};
 use ivr_bench::{cpu_seconds, workspace};
 use serde_json::Value;
 
-const SATURATION_SECS: u64 = 8;
+const SATURATION_SECS: u64 = 5;
 /// The fixed rate runs this many times per server; the table shows the
 /// median of each percentile (on these shared machines one run's p99 has
 /// ranged 0.2–2.2 ms for B and 1–26 ms for A), the text every run's p99.
 const RATE_RUNS: usize = 5;
-const RATE_SECS: u64 = 5;
+const RATE_SECS: u64 = 3;
 const CALLERS: u64 = 64;
 
 struct Server {
