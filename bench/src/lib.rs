@@ -204,6 +204,19 @@ pub fn summary_ms(samples: &mut [Duration]) -> (f64, f64) {
 }
 pub mod bank;
 
+/// Seconds of `cpu` (e.g. `"cpu0"`) that the hypervisor gave to other
+/// guests so far (the steal column of `/proc/stat`); 0 where not reported.
+pub fn stolen_seconds(cpu: &str) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next() == Some(cpu)).then(|| fields.nth(7))?
+        })
+        .and_then(|ticks| ticks.parse::<f64>().ok())
+        .map_or(0.0, |ticks| ticks / 100.0)
+}
+
 /// CPU time (user + system) of a process so far, in seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -7,10 +7,10 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use ivr_bench::{cpu_seconds, workspace};
+use ivr_bench::{cpu_seconds, stolen_seconds, workspace};
 use serde_json::Value;
 
 const SATURATION_SECS: u64 = 4;
@@ -179,6 +179,18 @@ struct TraceDrops {
     rate_events: f64,
 }
 
+/// "A 35 %, B 83 %, ...": a share per row, labelled by the row's letter.
+fn percent_per_row(rows: &[Row], decimals: usize, share: impl Fn(&Row) -> f64) -> String {
+    let shares: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let label = r.name.split(':').next().unwrap_or(r.name);
+            format!("{label} {:.decimals$} %", share(r) * 100.0)
+        })
+        .collect();
+    shares.join(", ")
+}
+
 struct Row {
     name: &'static str,
     traces: Option<TraceDrops>,
@@ -197,6 +209,9 @@ struct Row {
     error_phases: [u64; 3],
     /// The driver's CPU share during the realistic-calls saturation run.
     driver_busy: f64,
+    /// Share of the server's CPU the hypervisor gave to other guests while
+    /// this row was measured.
+    stolen: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -282,6 +297,7 @@ fn main() -> anyhow::Result<()> {
     let mut half_of_a = 0u64;
     for server in &servers {
         let pid = server.child.id();
+        let (started, stolen_before) = (Instant::now(), stolen_seconds("cpu0"));
         let cpu_before = cpu_seconds(pid);
         let saturation: Value = serde_json::from_str(&drive(&[
             "calls",
@@ -352,6 +368,7 @@ fn main() -> anyhow::Result<()> {
             p999: median("p999_us"),
             rss_mib: peak_rss_mib(pid),
             driver_busy: saturation["driver_busy"].as_f64().unwrap_or(0.0),
+            stolen: (stolen_seconds("cpu0") - stolen_before) / started.elapsed().as_secs_f64(),
             errors: error_phases.iter().sum(),
             error_phases,
         });
@@ -408,19 +425,13 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!();
-    let busy: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {:.0} %",
-                r.name.split(':').next().unwrap_or(r.name),
-                r.driver_busy * 100.0
-            )
-        })
-        .collect();
     println!(
         "The driver's CPU use during the realistic-calls saturation run (near 100 %, the driver set that row's figure, not the server): {}.",
-        busy.join(", ")
+        percent_per_row(&rows, 0, |r| r.driver_busy)
+    );
+    println!(
+        "CPU 0's time taken by the hypervisor for other guests while each row was measured (steal in /proc/stat; a few per cent makes that row's figures unreliable): {}.",
+        percent_per_row(&rows, 1, |r| r.stolen)
     );
     for row in &rows {
         let runs: Vec<String> = row.p99_runs.iter().map(|p| format!("{p} µs")).collect();
