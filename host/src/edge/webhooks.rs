@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
@@ -51,7 +52,11 @@ impl WebhookEdge {
                     }
                 }
                 let body = match http::read_body(request, self.body_limit).await {
-                    Ok(body) => body,
+                    // The body is a slice of the connection's read buffer,
+                    // and its trace record keeps it until the trace writer
+                    // runs: an exact copy lets hyper reuse that buffer
+                    // instead of allocating a new one for every request.
+                    Ok(body) => Bytes::copy_from_slice(&body),
                     Err(response) => return response,
                 };
                 match self.service.handle_webhook(body).await {
