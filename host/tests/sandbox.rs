@@ -210,6 +210,62 @@ fn every_hostile_guest_gets_the_fallback_with_its_fault_kind() {
 /// between instances for speed, but what one event wrote (statics, the
 /// data segment) is never seen by the next, also after a trap or a memory
 /// bomb in between.
+/// Times the host's epoch ticker thread has been switched out so far.
+fn ticker_wakeups(host: &Host) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", host.pid())).expect("task list");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "ivr-epoch-ticke" {
+            let status = std::fs::read_to_string(task.path().join("status")).expect("status");
+            return status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+        }
+    }
+    panic!("no epoch ticker thread in the host");
+}
+
+#[test]
+fn an_idle_host_stops_ticking_and_still_enforces_the_run_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = two_app_host(dir.path());
+    Call::new().step(&host, None);
+    // 100 ticks (~100 ms) after the last guest the ticker parks.
+    std::thread::sleep(Duration::from_millis(400));
+    let before = ticker_wakeups(&host);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = ticker_wakeups(&host) - before;
+    assert!(
+        idle <= 5,
+        "the epoch ticker woke {idle} times in 500 ms with no guest running"
+    );
+
+    // A spinning guest after the idle spell is stopped by the epoch deadline
+    // (the ticker was woken), not left spinning on the worker.
+    let started = Instant::now();
+    let (reply, line) = hostile_event(&host, "loop");
+    assert_eq!(reply, APOLOGY);
+    assert!(
+        line.contains("kind=\"deadline\"") && line.contains("run-time limit"),
+        "{line}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the looping guest ran for {:?}",
+        started.elapsed()
+    );
+
+    // Under load it ticks: a busy guest keeps it awake.
+    let before = ticker_wakeups(&host);
+    let _ = hostile_event(&host, "loop");
+    assert!(
+        ticker_wakeups(&host) - before >= 50,
+        "the ticker did not tick while a guest ran for 100 ms"
+    );
+}
+
 #[test]
 fn every_event_sees_fresh_memory() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,10 +5,10 @@
 mod convert;
 mod host_api;
 mod sandbox;
+mod ticker;
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::protocol::summary::SessionSummary as Vss;
 use crate::protocol::{CallAction, Callflow};
 use host_api::EventCtx;
 pub use host_api::{AppConfig, CallState, LogLimits};
+use ticker::EpochTicker;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -108,7 +109,7 @@ impl Default for RuntimeOptions {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<EventCtx>,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: EpochTicker,
     epoch_interruption: bool,
     fuel: bool,
 }
@@ -151,23 +152,12 @@ impl Runtime {
         .map_err(anyhow::Error::from)
         .context("linking the ivr:app imports")?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let ticker_engine = engine.clone();
-        let stop = ticker_stop.clone();
-        std::thread::Builder::new()
-            .name("ivr-epoch-ticker".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticker_engine.increment_epoch();
-                }
-            })
-            .context("starting the epoch ticker thread")?;
+        let ticker = EpochTicker::start(engine.clone(), EPOCH_TICK)?;
 
         Ok(Self {
             engine,
             linker,
-            ticker_stop,
+            ticker,
             epoch_interruption: options.epoch_interruption,
             fuel: options.fuel,
         })
@@ -292,6 +282,7 @@ impl Runtime {
         call: EventContext,
         limits: &GuestLimits,
     ) -> GuestOutcome {
+        let _running = self.ticker.running();
         let wit_event = convert::event_to_wit(event);
         let warm = if limits.warm_events > 1 {
             // An instance kept under a larger bound retires now.
@@ -352,6 +343,7 @@ impl Runtime {
         call: EventContext,
         limits: &GuestLimits,
     ) -> GuestOutcome<()> {
+        let _running = self.ticker.running();
         let wit_summary = convert::summary_to_wit(summary);
         let mut store = self.new_store(call, limits);
         self.arm(&mut store, limits);
@@ -373,6 +365,7 @@ impl Runtime {
         call: EventContext,
         limits: &GuestLimits,
     ) -> Result<(), Fault> {
+        let _running = self.ticker.running();
         let mut store = self.new_store(call, limits);
         self.arm(&mut store, limits);
         let result = app.pre.instantiate_async(&mut store).await.map(|_| ());
@@ -447,12 +440,6 @@ impl Runtime {
             output,
             fuel_used,
         }
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 
