@@ -323,16 +323,16 @@ fn main() -> anyhow::Result<()> {
         let dropped_before_rate = traces_dropped(server)?;
         let mut rates = Vec::new();
         let mut rate_steal_ms = Vec::new();
+        let stolen_from_both = || stolen_seconds("cpu0") + stolen_seconds("cpu1");
         for _ in 0..RATE_RUNS {
-            let stolen_before = stolen_seconds("cpu0") + stolen_seconds("cpu1");
+            let stolen_before = stolen_from_both();
             let run: Value = serde_json::from_str(&drive(&[
                 "rate",
                 &server.url,
                 &half_of_a.to_string(),
                 &RATE_SECS.to_string(),
             ])?)?;
-            rate_steal_ms
-                .push((stolen_seconds("cpu0") + stolen_seconds("cpu1") - stolen_before) * 1e3);
+            rate_steal_ms.push((stolen_from_both() - stolen_before) * 1e3);
             let overloaded = run["p50_us"].as_u64().unwrap_or(0) > OVERLOADED_P50_US;
             rates.push(run);
             if overloaded {
