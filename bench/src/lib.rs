@@ -15,6 +15,10 @@ use serde_json::Value;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Seconds of unrecorded events at the start of the driver's fixed-rate
+/// run (`drive rate`): they open the connections the rate needs.
+pub const RATE_WARM_UP_SECS: u64 = 1;
+
 /// `ivr-host serve` on ephemeral ports; the data directory follows.
 pub const SERVE_ON_EPHEMERAL_PORTS: [&str; 6] = [
     "serve",

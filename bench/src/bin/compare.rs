@@ -10,17 +10,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use ivr_bench::{cpu_seconds, stolen_seconds, workspace};
+use ivr_bench::{RATE_WARM_UP_SECS, cpu_seconds, stolen_seconds, workspace};
 use serde_json::Value;
 
 const SATURATION_SECS: u64 = 4;
-/// The fixed rate runs this many times per server; the table shows the
-/// median of each percentile (on these shared machines one run's p99 has
-/// ranged 0.2–2.2 ms for B and 1–26 ms for A), the text every run's p99.
+/// The fixed rate runs this many consecutive windows per server; the table
+/// shows the median of each percentile (on these shared machines one run's
+/// p99 has ranged 0.2–2.2 ms for B and 1–26 ms for A), the text every
+/// window's p99.
 const RATE_RUNS: usize = 5;
 const RATE_SECS: u64 = 2;
-/// A fixed-rate run whose median latency exceeds this is not repeated.
-const OVERLOADED_P50_US: u64 = 1_000_000;
 const CALLERS: u64 = 64;
 
 struct Server {
@@ -321,26 +320,25 @@ fn main() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_secs(2));
         }
         let dropped_before_rate = traces_dropped(server)?;
-        let mut rates = Vec::new();
-        let mut rate_steal_ms = Vec::new();
-        let stolen_from_both = || stolen_seconds("cpu0") + stolen_seconds("cpu1");
-        for _ in 0..RATE_RUNS {
-            let stolen_before = stolen_from_both();
-            let run: Value = serde_json::from_str(&drive(&[
-                "rate",
-                &server.url,
-                &half_of_a.to_string(),
-                &RATE_SECS.to_string(),
-            ])?)?;
-            rate_steal_ms.push((stolen_from_both() - stolen_before) * 1e3);
-            let overloaded = run["p50_us"].as_u64().unwrap_or(0) > OVERLOADED_P50_US;
-            rates.push(run);
-            if overloaded {
-                // Far past its saturation (C1): the queue, not the noise,
-                // sets its tail, and each run would take seconds to drain.
-                break;
-            }
-        }
+        // A server whose saturation is below the offered rate (C1) gets
+        // one window: its queue, not the noise, sets its tail, and more
+        // windows would only grow the queue it must drain.
+        let runs = if eps < half_of_a as f64 { 1 } else { RATE_RUNS };
+        let output = drive(&[
+            "rate",
+            &server.url,
+            &half_of_a.to_string(),
+            &RATE_SECS.to_string(),
+            &runs.to_string(),
+        ])?;
+        let rates = output
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<Vec<Value>, _>>()?;
+        let rate_steal_ms: Vec<f64> = rates
+            .iter()
+            .map(|r| r["steal_ms"].as_f64().unwrap_or(0.0))
+            .collect();
         let median = |key: &str| {
             let mut values: Vec<u64> = rates.iter().filter_map(|r| r[key].as_u64()).collect();
             values.sort_unstable();
@@ -352,7 +350,7 @@ fn main() -> anyhow::Result<()> {
                 saturation: dropped_before_rate,
                 saturation_events: events + wrk_per_sec * SATURATION_SECS as f64,
                 rate: traces_dropped(server)? - dropped_before_rate,
-                rate_events: sum("sent"),
+                rate_events: sum("sent") + (half_of_a * RATE_WARM_UP_SECS) as f64,
             }),
             None => None,
         };
@@ -388,7 +386,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "Latency at a fixed offered rate of {half_of_a} events/s (half of A's saturation), open loop, realistic calls: \
-         {RATE_RUNS} runs of {RATE_SECS} s per server (one for a server whose median passes 1 s there), each after an unrecorded second; \
+         after an unrecorded second, {RATE_RUNS} consecutive windows of {RATE_SECS} s per server (one for a server whose saturation is below that rate); \
          the median of each percentile.\n"
     );
     println!(
@@ -448,7 +446,7 @@ fn main() -> anyhow::Result<()> {
             .map(|(p, stolen)| format!("{p} µs (steal {stolen:.0} ms)"))
             .collect();
         println!(
-            "{}: p99 of each fixed-rate run (and the time stolen from CPU 0 and 1 by the hypervisor during it, its unrecorded first second included): {}.",
+            "{}: p99 of each fixed-rate window (and the time stolen from CPU 0 and 1 by the hypervisor during it): {}.",
             row.name,
             runs.join(", ")
         );

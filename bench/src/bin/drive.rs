@@ -4,7 +4,9 @@
 //!
 //!   drive check URL              the branch script; prints every reply
 //!   drive calls URL CALLERS SECS closed loop at saturation; prints JSON
-//!   drive rate URL RATE SECS     open loop at a fixed rate; prints JSON
+//!   drive rate URL RATE SECS RUNS open loop at a fixed rate: RUNS
+//!                                consecutive windows of SECS; one JSON
+//!                                line per window
 //!
 //! Latency in `rate` is measured from each event's scheduled send time, so a
 //! stalled server is not hidden (no coordinated omission). Its first second
@@ -29,7 +31,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 // Links the benchmarks' library, and with it mimalloc as this binary's
 // allocator (as in the servers).
-use ivr_bench::cpu_seconds;
+use ivr_bench::{RATE_WARM_UP_SECS, cpu_seconds, stolen_seconds};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -311,8 +313,6 @@ async fn calls(url: &str, callers: u64, secs: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Open loop: `rate` events per second for `secs` seconds, each event the
-/// next step of one of many concurrent calls.
 /// Wait until `at`, on time to a few microseconds: tokio's timer ticks in
 /// milliseconds, which alone would add up to 1 ms of the driver's own
 /// lateness to every measured latency. The last stretch yields in a loop
@@ -329,18 +329,37 @@ async fn send_at(at: Instant) {
     }
 }
 
-/// Seconds of unrecorded events at the start of `rate`.
-const RATE_WARM_UP_SECS: u64 = 1;
+/// One measured window of `rate`.
+struct Window {
+    histogram: Histogram<u64>,
+    errors: u64,
+}
 
-async fn rate(url: &str, rate: u64, secs: u64) -> anyhow::Result<()> {
+/// Open loop at `rate` events/s: one unrecorded second (it opens the
+/// connections), then `runs` consecutive windows of `secs` seconds, each
+/// reported on a line of its own with the time the hypervisor stole from
+/// both CPUs during it. Each event is the next step of one of many
+/// concurrent calls and counts in the window it was scheduled in.
+async fn rate(url: &str, rate: u64, secs: u64, runs: u64) -> anyhow::Result<()> {
     let client = client();
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let warm_up = rate * RATE_WARM_UP_SECS;
-    let total = warm_up + rate * secs;
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let errors = Arc::new(AtomicU64::new(0));
+    let per_window = (rate * secs).max(1);
+    let runs = runs.max(1);
+    let total = warm_up + per_window * runs;
+    let windows: Arc<Vec<Mutex<Window>>> = Arc::new(
+        (0..runs)
+            .map(|_| {
+                Ok(Mutex::new(Window {
+                    histogram: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,
+                    errors: 0,
+                }))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    );
+    let stolen_from_both = || stolen_seconds("cpu0") + stolen_seconds("cpu1");
+    // The stolen time at each window's scheduled start, and at the end.
+    let mut stolen_at = Vec::with_capacity(runs as usize + 1);
     // Callers are reused round-robin; each event continues its caller's call.
     let callers: Vec<Arc<Mutex<Caller>>> = (0..512)
         .map(|i| Arc::new(Mutex::new(Caller::new(run_base() + 9_000_000 + i))))
@@ -354,15 +373,18 @@ async fn rate(url: &str, rate: u64, secs: u64) -> anyhow::Result<()> {
     for n in 0..total {
         let scheduled = start + interval * n as u32;
         send_at(scheduled).await;
+        if n >= warm_up && (n - warm_up) % per_window == 0 {
+            stolen_at.push(stolen_from_both());
+        }
         while let Some(done) = in_flight.try_join_next() {
             done?;
         }
         let slot = (n % 512) as usize;
-        let (client, url, histogram, errors, caller, step) = (
+        let window = n.checked_sub(warm_up).map(|k| (k / per_window) as usize);
+        let (client, url, windows, caller, step) = (
             client.clone(),
             url.to_owned(),
-            histogram.clone(),
-            errors.clone(),
+            windows.clone(),
             callers[slot].clone(),
             steps[slot].clone(),
         );
@@ -373,30 +395,36 @@ async fn rate(url: &str, rate: u64, secs: u64) -> anyhow::Result<()> {
                 let next = caller.id + 512;
                 *caller = Caller::new(next);
             }
-            match post(&client, &url, caller.event(WALK[s])).await {
-                Ok(reply) => {
-                    caller.absorb(&reply);
-                    let latency = scheduled.elapsed().as_micros() as u64;
-                    if n >= warm_up {
-                        histogram.lock().await.record(latency).ok();
-                    }
-                }
-                Err(_) => {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
+            let reply = post(&client, &url, caller.event(WALK[s])).await;
+            let latency = scheduled.elapsed().as_micros() as u64;
+            if let Ok(reply) = &reply {
+                caller.absorb(reply);
+            }
+            if let Some(window) = window.and_then(|w| windows.get(w)) {
+                let mut window = window.lock().await;
+                match reply {
+                    Ok(_) => window.histogram.record(latency).ok(),
+                    Err(_) => Some(window.errors += 1),
+                };
             }
         });
     }
+    send_at(start + interval * total as u32).await;
+    stolen_at.push(stolen_from_both());
     while let Some(done) = in_flight.join_next().await {
         done?;
     }
-    let h = histogram.lock().await;
-    println!(
-        "{}",
-        json!({ "events": h.len(), "sent": total, "errors": errors.load(Ordering::Relaxed), "rate": rate,
-                "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99),
-                "p999_us": h.value_at_quantile(0.999), "max_us": h.max() })
-    );
+    for (i, window) in windows.iter().enumerate() {
+        let window = window.lock().await;
+        let h = &window.histogram;
+        let steal_ms = (stolen_at[i + 1] - stolen_at[i]) * 1e3;
+        println!(
+            "{}",
+            json!({ "events": h.len(), "sent": per_window, "errors": window.errors, "rate": rate,
+                    "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99),
+                    "p999_us": h.value_at_quantile(0.999), "max_us": h.max(), "steal_ms": steal_ms })
+        );
+    }
     Ok(())
 }
 
@@ -406,14 +434,18 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let number = |i: usize| -> anyhow::Result<u64> {
-        args.get(i)
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("usage: drive check|calls|rate URL [N SECS]"))
+        args.get(i).and_then(|a| a.parse().ok()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "usage: drive check URL | calls URL CALLERS SECS | rate URL RATE SECS RUNS"
+            )
+        })
     };
     match args.get(1).map(String::as_str) {
         Some("check") => runtime.block_on(check(&args[2])),
         Some("calls") => runtime.block_on(calls(&args[2], number(3)?, number(4)?)),
-        Some("rate") => runtime.block_on(rate(&args[2], number(3)?, number(4)?)),
-        _ => anyhow::bail!("usage: drive check|calls|rate URL [N SECS]"),
+        Some("rate") => runtime.block_on(rate(&args[2], number(3)?, number(4)?, number(5)?)),
+        _ => anyhow::bail!(
+            "usage: drive check URL | calls URL CALLERS SECS | rate URL RATE SECS RUNS"
+        ),
     }
 }

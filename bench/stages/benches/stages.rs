@@ -2,7 +2,7 @@
 //! (A), so a regression can be located: parse, route, instantiate (fresh
 //! store + instance), guest run (instantiate + event → WIT + call + reply),
 //! validate, serialize. `bench/run` runs them after the comparison; alone:
-//! `cargo bench -p ivr-bench --bench stages` (build the guests first, see
+//! `cargo bench -p ivr-bench-stages` (build the guests first, see
 //! bench/README.md).
 
 use std::collections::BTreeMap;

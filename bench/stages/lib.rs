@@ -1,0 +1,1 @@
+//! Nothing here: the package only holds `benches/stages.rs`.
