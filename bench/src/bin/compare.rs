@@ -357,7 +357,7 @@ fn main() -> anyhow::Result<()> {
         let error_phases = [
             saturation["errors"].as_u64().unwrap_or(0),
             wrk_errors,
-            sum("errors") as u64,
+            (sum("errors") + sum("warm_up_errors")) as u64,
         ];
         rows.push(Row {
             name: server.name,

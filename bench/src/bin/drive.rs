@@ -357,6 +357,8 @@ async fn rate(url: &str, rate: u64, secs: u64, runs: u64) -> anyhow::Result<()> 
             })
             .collect::<anyhow::Result<_>>()?,
     );
+    // Failures in the unrecorded second still count (on the first window's line).
+    let warm_up_errors = Arc::new(AtomicU64::new(0));
     let stolen_from_both = || stolen_seconds("cpu0") + stolen_seconds("cpu1");
     // The stolen time at each window's scheduled start, and at the end.
     let mut stolen_at = Vec::with_capacity(runs as usize + 1);
@@ -381,10 +383,11 @@ async fn rate(url: &str, rate: u64, secs: u64, runs: u64) -> anyhow::Result<()> 
         }
         let slot = (n % 512) as usize;
         let window = n.checked_sub(warm_up).map(|k| (k / per_window) as usize);
-        let (client, url, windows, caller, step) = (
+        let (client, url, windows, warm_up_errors, caller, step) = (
             client.clone(),
             url.to_owned(),
             windows.clone(),
+            warm_up_errors.clone(),
             callers[slot].clone(),
             steps[slot].clone(),
         );
@@ -400,12 +403,16 @@ async fn rate(url: &str, rate: u64, secs: u64, runs: u64) -> anyhow::Result<()> 
             if let Ok(reply) = &reply {
                 caller.absorb(reply);
             }
+            if window.is_none() && reply.is_err() {
+                warm_up_errors.fetch_add(1, Ordering::Relaxed);
+            }
             if let Some(window) = window.and_then(|w| windows.get(w)) {
                 let mut window = window.lock().await;
-                match reply {
-                    Ok(_) => window.histogram.record(latency).ok(),
-                    Err(_) => Some(window.errors += 1),
-                };
+                if reply.is_ok() {
+                    window.histogram.record(latency).ok();
+                } else {
+                    window.errors += 1;
+                }
             }
         });
     }
@@ -418,11 +425,17 @@ async fn rate(url: &str, rate: u64, secs: u64, runs: u64) -> anyhow::Result<()> 
         let window = window.lock().await;
         let h = &window.histogram;
         let steal_ms = (stolen_at[i + 1] - stolen_at[i]) * 1e3;
+        let warm_up_errors = if i == 0 {
+            warm_up_errors.load(Ordering::Relaxed)
+        } else {
+            0
+        };
         println!(
             "{}",
             json!({ "events": h.len(), "sent": per_window, "errors": window.errors, "rate": rate,
                     "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99),
-                    "p999_us": h.value_at_quantile(0.999), "max_us": h.max(), "steal_ms": steal_ms })
+                    "p999_us": h.value_at_quantile(0.999), "max_us": h.max(), "steal_ms": steal_ms,
+                    "warm_up_errors": warm_up_errors })
         );
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the stages of one event inside ivr-host
 //! (A), so a regression can be located: parse, route, instantiate (fresh
 //! store + instance), guest run (instantiate + event → WIT + call + reply),
-//! validate, serialize. `bench/run` runs them after the comparison; alone:
+//! validate, serialize. `bench/run-stages` runs them; or
 //! `cargo bench -p ivr-bench-stages` (build the guests first, see
 //! bench/README.md).
 
