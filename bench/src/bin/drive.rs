@@ -375,7 +375,7 @@ async fn rate(url: &str, rate: u64, secs: u64, runs: u64) -> anyhow::Result<()> 
     for n in 0..total {
         let scheduled = start + interval * n as u32;
         send_at(scheduled).await;
-        if n >= warm_up && (n - warm_up) % per_window == 0 {
+        if n >= warm_up && (n - warm_up).is_multiple_of(per_window) {
             stolen_at.push(stolen_from_both());
         }
         while let Some(done) = in_flight.try_join_next() {
