@@ -441,24 +441,19 @@ async fn rate(url: &str, rate: u64, secs: u64, runs: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
+const USAGE: &str = "usage: drive check URL | calls URL CALLERS SECS | rate URL RATE SECS RUNS";
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let number = |i: usize| -> anyhow::Result<u64> {
-        args.get(i).and_then(|a| a.parse().ok()).ok_or_else(|| {
-            anyhow::anyhow!(
-                "usage: drive check URL | calls URL CALLERS SECS | rate URL RATE SECS RUNS"
-            )
-        })
-    };
-    match args.get(1).map(String::as_str) {
-        Some("check") => runtime.block_on(check(&args[2])),
-        Some("calls") => runtime.block_on(calls(&args[2], number(3)?, number(4)?)),
-        Some("rate") => runtime.block_on(rate(&args[2], number(3)?, number(4)?, number(5)?)),
-        _ => anyhow::bail!(
-            "usage: drive check URL | calls URL CALLERS SECS | rate URL RATE SECS RUNS"
-        ),
+    let arg = |i: usize| args.get(i).map(String::as_str).context(USAGE);
+    let number = |i: usize| -> anyhow::Result<u64> { arg(i)?.parse().context(USAGE) };
+    match arg(1)? {
+        "check" => runtime.block_on(check(arg(2)?)),
+        "calls" => runtime.block_on(calls(arg(2)?, number(3)?, number(4)?)),
+        "rate" => runtime.block_on(rate(arg(2)?, number(3)?, number(4)?, number(5)?)),
+        _ => anyhow::bail!(USAGE),
     }
 }
