@@ -52,6 +52,21 @@ pub fn artifact(relative: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A binary built beside the running benchmark (`ivr-host`, `native`,
+/// `drive`): in `target/release`, or in `target/bench-release` for
+/// bench/run's build.
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the benchmark binary")?;
+    let path = exe.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: run the benchmark through its bench/ script, which builds it",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// A running release `ivr-host serve`.
 pub struct Host {
     child: Child,
@@ -66,7 +81,7 @@ pub struct Host {
 impl Host {
     /// Start on ephemeral ports with `data_dir`.
     pub fn start(data_dir: &Path) -> anyhow::Result<Host> {
-        let binary = artifact("release/ivr-host")?;
+        let binary = sibling_binary("ivr-host")?;
         let started = Instant::now();
         let mut child = Command::new(binary)
             .args(SERVE_ON_EPHEMERAL_PORTS)

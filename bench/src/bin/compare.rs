@@ -84,7 +84,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn drive(args: &[&str]) -> anyhow::Result<String> {
-    let driver = workspace().join("target/release/drive");
+    let driver = ivr_bench::sibling_binary("drive")?;
     let output = pinned("1", driver.to_str().context("path")?)
         .args(args)
         .output()?;
@@ -217,7 +217,6 @@ struct Row {
 
 fn main() -> anyhow::Result<()> {
     let root = workspace();
-    let release = root.join("target/release");
     let data = tempfile::tempdir()?;
     let node_script = root.join("bench/node/bank.js");
     let component = root.join("target/wasm32-wasip2/release/bank_menu.wasm");
@@ -227,7 +226,12 @@ fn main() -> anyhow::Result<()> {
     );
 
     let ivr_host = |data_dir: &str| -> anyhow::Result<Command> {
-        let mut command = pinned("0", release.join("ivr-host").to_str().context("path")?);
+        let mut command = pinned(
+            "0",
+            ivr_bench::sibling_binary("ivr-host")?
+                .to_str()
+                .context("path")?,
+        );
         command
             .args(ivr_bench::SERVE_ON_EPHEMERAL_PORTS)
             .arg(data.path().join(data_dir))
@@ -244,7 +248,12 @@ fn main() -> anyhow::Result<()> {
     };
     let a = ivr_host("ivr-data")?;
     let a_warm = ivr_host("ivr-data-warm")?;
-    let mut b = pinned("0", release.join("native").to_str().context("path")?);
+    let mut b = pinned(
+        "0",
+        ivr_bench::sibling_binary("native")?
+            .to_str()
+            .context("path")?,
+    );
     b.arg("127.0.0.1:0");
     let mut c1 = pinned("0", "node");
     c1.arg(&node_script).arg("express");
