@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use ivr_host::protocol::callflow::{Action, Callflow, MakeCall, Say, SayAndCapture};
-use ivr_host::protocol::event::CallAction;
+use ivr_protocol::callflow::{Action, Callflow, MakeCall, Say, SayAndCapture};
+use ivr_protocol::event::CallAction;
 
 const VOICE: &str = "en-US-ZiraRUS";
 const MAX_TRIES: u32 = 3;

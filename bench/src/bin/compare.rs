@@ -254,7 +254,9 @@ fn main() -> anyhow::Result<()> {
             .to_str()
             .context("path")?,
     );
-    b.arg("127.0.0.1:0");
+    // A's allocator settings (ivr_host::tune_allocator), through the
+    // environment: B does not link ivr-host.
+    b.arg("127.0.0.1:0").env("MIMALLOC_PURGE_DECOMMITS", "0");
     let mut c1 = pinned("0", "node");
     c1.arg(&node_script).arg("express");
     let mut c2 = pinned("0", "node");

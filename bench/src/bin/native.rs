@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use ivr_bench::bank::{BankConfig, decide};
-use ivr_host::protocol::event::Webhook;
-use ivr_host::protocol::{ReplyLimits, check_size, parse_webhook, validate};
+use ivr_protocol::event::Webhook;
+use ivr_protocol::{ReplyLimits, check_size, parse_webhook, validate};
 
 type State = Arc<Mutex<HashMap<String, HashMap<String, String>>>>;
 
@@ -61,8 +61,9 @@ async fn handle(
 }
 
 fn main() -> anyhow::Result<()> {
-    // The same allocator settings as ivr-host (A).
-    ivr_host::tune_allocator();
+    // The same allocator settings as ivr-host (A): `compare` starts this
+    // server with MIMALLOC_PURGE_DECOMMITS=0, what `ivr_host::tune_allocator`
+    // sets in A.
     tokio::runtime::Runtime::new()?.block_on(serve())
 }
 

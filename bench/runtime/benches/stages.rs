@@ -2,7 +2,7 @@
 //! (A), so a regression can be located: parse, route, instantiate (fresh
 //! store + instance), guest run (instantiate + event → WIT + call + reply),
 //! validate, serialize. `bench/run-stages` runs them; or
-//! `cargo bench -p ivr-bench-stages` (build the guests first, see
+//! `cargo bench -p ivr-bench-runtime` (build the guests first, see
 //! bench/README.md).
 
 use std::collections::BTreeMap;

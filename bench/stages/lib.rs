@@ -1,1 +1,0 @@
-//! Nothing here: the package only holds `benches/stages.rs`.
