@@ -37,10 +37,10 @@ impl Drop for Server {
     }
 }
 
-fn pinned(cpu: &str, program: &str) -> Command {
+fn pinned(cpu: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     if Command::new("taskset").arg("-V").output().is_ok() {
         let mut command = Command::new("taskset");
-        command.args(["-c", cpu, program]);
+        command.args(["-c", cpu]).arg(program);
         command
     } else {
         Command::new(program)
@@ -85,9 +85,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 fn drive(args: &[&str]) -> anyhow::Result<String> {
     let driver = ivr_bench::sibling_binary("drive")?;
-    let output = pinned("1", driver.to_str().context("path")?)
-        .args(args)
-        .output()?;
+    let output = pinned("1", driver).args(args).output()?;
     ensure!(
         output.status.success(),
         "driver failed: {}",
@@ -226,12 +224,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let ivr_host = |data_dir: &str| -> anyhow::Result<Command> {
-        let mut command = pinned(
-            "0",
-            ivr_bench::sibling_binary("ivr-host")?
-                .to_str()
-                .context("path")?,
-        );
+        let mut command = pinned("0", ivr_bench::sibling_binary("ivr-host")?);
         command
             .args(ivr_bench::SERVE_ON_EPHEMERAL_PORTS)
             .arg(data.path().join(data_dir))
@@ -248,12 +241,7 @@ fn main() -> anyhow::Result<()> {
     };
     let a = ivr_host("ivr-data")?;
     let a_warm = ivr_host("ivr-data-warm")?;
-    let mut b = pinned(
-        "0",
-        ivr_bench::sibling_binary("native")?
-            .to_str()
-            .context("path")?,
-    );
+    let mut b = pinned("0", ivr_bench::sibling_binary("native")?);
     // A's allocator settings (ivr_host::tune_allocator), through the
     // environment: B does not link ivr-host.
     b.arg("127.0.0.1:0").env("MIMALLOC_PURGE_DECOMMITS", "0");
