@@ -47,7 +47,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     })?);
     let db_path = settings.data_dir.join("ivr.sqlite3");
     let db = Arc::new(SqliteStore::open(&db_path)?);
-    let sessions = Arc::new(SessionStore::open(&db_path)?);
+    let sessions = Arc::new(SessionStore::open(
+        &db_path,
+        &settings.data_dir.join("traces.sqlite3"),
+    )?);
     let started = std::time::Instant::now();
     let registry = AppRegistry::open(
         runtime.clone(),

@@ -327,11 +327,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_database_uses_32_kib_pages_and_the_sessions_share_it() {
+    fn a_new_database_uses_32_kib_pages_and_the_summaries_share_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ivr.sqlite3");
         let _db = SqliteStore::open(&path).unwrap();
-        let _sessions = crate::store::sessions::SessionStore::open(&path).unwrap();
+        let _sessions =
+            crate::store::sessions::SessionStore::open(&path, &dir.path().join("traces.sqlite3"))
+                .unwrap();
         let conn = Connection::open(&path).unwrap();
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |row| row.get(0))

@@ -1,10 +1,15 @@
-//! Call traces and session summaries, in the same SQLite database.
+//! Call traces and session summaries.
 //!
-//! Summaries are written synchronously (8x8 gets its `200` only once the
-//! summary is durable). Trace records — every event of a call with its app,
-//! version, reply, guest time and fault — are written by a background thread
-//! in batches, off the reply's path; if it falls behind, records are dropped
-//! and counted rather than slowing calls down.
+//! Summaries are written synchronously into the host's database (8x8 gets
+//! its `200` only once the summary is durable). Trace records — every event
+//! of a call with its app, version, reply, guest time and fault — are
+//! diagnostics: a background thread writes them in batches, off the reply's
+//! path, into a database file of their own that is never fsynced, so that
+//! writing them never makes a call wait for the disk. A crash of the machine
+//! (not of the host) may lose the last seconds of traces, never a summary;
+//! a traces file found corrupt is set aside and started afresh. If the
+//! writer falls behind, records are dropped and counted rather than slowing
+//! calls down.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -114,26 +119,30 @@ pub struct SessionFilter {
     pub limit: usize,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id TEXT PRIMARY KEY,
-    first_at TEXT NOT NULL,
-    last_at TEXT NOT NULL,
-    app TEXT,
-    version INTEGER,
-    events INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL DEFAULT 'IN_PROGRESS',
-    error_code INTEGER
-);
-CREATE INDEX IF NOT EXISTS sessions_first_at ON sessions(first_at);
-CREATE TABLE IF NOT EXISTS summaries (
+/// The summaries, in the host's database (durable: `synchronous = FULL`).
+const SUMMARY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS main.summaries (
     session_id TEXT PRIMARY KEY,
     received_at TEXT NOT NULL,
     session_status TEXT NOT NULL,
     error_code INTEGER,
     json TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS trace_events (
+CREATE INDEX IF NOT EXISTS main.summaries_received_at ON summaries(received_at);
+";
+
+/// The traces, in their own file (attached as `traces`; never fsynced).
+const TRACE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS traces.sessions (
+    session_id TEXT PRIMARY KEY,
+    first_at TEXT NOT NULL,
+    last_at TEXT NOT NULL,
+    app TEXT,
+    version INTEGER,
+    events INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS traces.sessions_first_at ON sessions(first_at);
+CREATE TABLE IF NOT EXISTS traces.trace_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT NOT NULL,
     at TEXT NOT NULL,
@@ -141,46 +150,94 @@ CREATE TABLE IF NOT EXISTS trace_events (
     request TEXT,
     reply TEXT
 );
-CREATE INDEX IF NOT EXISTS trace_events_session ON trace_events(session_id, id);
-CREATE INDEX IF NOT EXISTS trace_events_at ON trace_events(at);
+CREATE INDEX IF NOT EXISTS traces.trace_events_session ON trace_events(session_id, id);
+CREATE INDEX IF NOT EXISTS traces.trace_events_at ON trace_events(at);
 ";
+
+/// A session's row: its traced events joined with its summary, if any.
+/// A session known only by its summary (its trace rows lost) still shows.
+const SESSION_BY_ID: &str = "
+SELECT t.session_id, t.first_at, t.last_at, t.app, t.version, t.events,
+       COALESCE(s.session_status, 'IN_PROGRESS'), s.error_code
+  FROM traces.sessions t LEFT JOIN main.summaries s ON s.session_id = t.session_id
+ WHERE t.session_id = ?1
+UNION ALL
+SELECT s.session_id, s.received_at, s.received_at, NULL, NULL, 0, s.session_status, s.error_code
+  FROM main.summaries s
+ WHERE s.session_id = ?1 AND NOT EXISTS (SELECT 1 FROM traces.sessions t WHERE t.session_id = ?1)
+LIMIT 1";
+
+/// Sessions matching a filter, newest first.
+const SESSION_LIST: &str = "
+SELECT t.session_id, t.first_at, t.last_at, t.app, t.version, t.events,
+       COALESCE(s.session_status, 'IN_PROGRESS') AS status, s.error_code
+  FROM traces.sessions t LEFT JOIN main.summaries s ON s.session_id = t.session_id
+ WHERE (?1 IS NULL OR COALESCE(s.session_status, 'IN_PROGRESS') = ?1) AND (?2 IS NULL OR t.app = ?2)
+   AND (?3 IS NULL OR t.first_at >= ?3) AND (?4 IS NULL OR t.first_at < ?4)
+ ORDER BY t.first_at DESC LIMIT ?5";
 
 /// Sessions, summaries and traces in SQLite.
 pub struct SessionStore {
+    /// The host's database, with the traces file attached as `traces`.
     conn: Mutex<Connection>,
     traces: SyncSender<TraceRecord>,
     dropped: Arc<AtomicU64>,
+    /// The trace writer, joined on drop so that queued records are written.
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SessionStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has written what is queued.
+        let (closed, _) = std::sync::mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.traces, closed));
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the trace writer panicked");
+        }
+    }
 }
 
 /// How many trace records may wait for the writer.
 const TRACE_QUEUE: usize = 16_384;
 
+/// How far before the newest summary a reopened store checks that every
+/// summary has its session row (rows a machine crash took from the traces
+/// file are restored from the durable summaries).
+const RECONCILE_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
 impl SessionStore {
-    /// Open the tables in the database at `path` and start the trace writer.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let open = || -> anyhow::Result<Connection> {
-            let conn =
-                Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-            conn.execute_batch(super::NEW_DATABASE_PAGE_SIZE)?;
-            conn.execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-            )?;
-            Ok(conn)
-        };
-        let conn = open()?;
-        conn.execute_batch(SCHEMA)
-            .context("creating the session tables")?;
-        let writer = open()?;
-        writer.execute_batch("PRAGMA synchronous = NORMAL;")?;
-        let (traces, receiver) = std::sync::mpsc::sync_channel(TRACE_QUEUE);
-        std::thread::Builder::new()
+    /// Open the summaries in the host's database at `database` and the
+    /// traces in their own file at `traces`, and start the trace writer.
+    pub fn open(database: &Path, traces: &Path) -> anyhow::Result<Self> {
+        let conn = Connection::open(database)
+            .with_context(|| format!("opening {}", database.display()))?;
+        conn.execute_batch(super::NEW_DATABASE_PAGE_SIZE)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )?;
+        conn.execute_batch(SUMMARY_SCHEMA)
+            .context("creating the summaries table")?;
+        let fresh = attach_traces(&conn, traces)?;
+        move_traces_out_of_the_database(&conn)?;
+        restore_session_rows(&conn, fresh)?;
+
+        let writer =
+            Connection::open(traces).with_context(|| format!("opening {}", traces.display()))?;
+        writer.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA busy_timeout = 5000;",
+        )?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(TRACE_QUEUE);
+        let writer = std::thread::Builder::new()
             .name("ivr-trace-writer".into())
             .spawn(move || write_traces(writer, receiver))
             .context("starting the trace writer")?;
         Ok(Self {
             conn: Mutex::new(conn),
-            traces,
+            traces: sender,
             dropped: Arc::new(AtomicU64::new(0)),
+            writer: Some(writer),
         })
     }
 
@@ -217,14 +274,16 @@ impl SessionStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let inserted = tx.execute(
-            "INSERT OR IGNORE INTO summaries (session_id, received_at, session_status, error_code, json) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO main.summaries (session_id, received_at, session_status, error_code, json) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![summary.session_id, now, summary.session_status, code, json],
         )?;
         if inserted == 1 {
+            // The session's row (so that it is listed even when none of its
+            // events were traced); its status is read from the summary.
             tx.execute(
-                "INSERT INTO sessions (session_id, first_at, last_at, status, error_code) VALUES (?1, ?2, ?2, ?3, ?4)
-                 ON CONFLICT(session_id) DO UPDATE SET status = excluded.status, error_code = excluded.error_code, last_at = excluded.last_at",
-                params![summary.session_id, now, summary.session_status, code],
+                "INSERT INTO traces.sessions (session_id, first_at, last_at) VALUES (?1, ?2, ?2)
+                 ON CONFLICT(session_id) DO UPDATE SET last_at = MAX(last_at, excluded.last_at)",
+                params![summary.session_id, now],
             )?;
         }
         tx.commit().context("storing the session summary")?;
@@ -235,18 +294,14 @@ impl SessionStore {
     pub fn session(&self, session_id: &str) -> anyhow::Result<Option<SessionTrace>> {
         let conn = self.conn();
         let Some(info) = conn
-            .query_row(
-                "SELECT session_id, first_at, last_at, app, version, events, status, error_code FROM sessions WHERE session_id = ?1",
-                [session_id],
-                session_info,
-            )
+            .query_row(SESSION_BY_ID, [session_id], session_info)
             .optional()?
         else {
             return Ok(None);
         };
         let events = conn
             .prepare(
-                "SELECT json, request, reply FROM trace_events WHERE session_id = ?1 ORDER BY id",
+                "SELECT json, request, reply FROM traces.trace_events WHERE session_id = ?1 ORDER BY id",
             )?
             .query_map([session_id], |row| {
                 Ok((
@@ -265,7 +320,7 @@ impl SessionStore {
             .collect();
         let summary = conn
             .query_row(
-                "SELECT json FROM summaries WHERE session_id = ?1",
+                "SELECT json FROM main.summaries WHERE session_id = ?1",
                 [session_id],
                 |row| row.get::<_, String>(0),
             )
@@ -281,12 +336,7 @@ impl SessionStore {
     /// Sessions matching `filter`, newest first.
     pub fn sessions(&self, filter: &SessionFilter) -> anyhow::Result<Vec<SessionInfo>> {
         let conn = self.conn();
-        let mut statement = conn.prepare(
-            "SELECT session_id, first_at, last_at, app, version, events, status, error_code FROM sessions
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR app = ?2)
-               AND (?3 IS NULL OR first_at >= ?3) AND (?4 IS NULL OR first_at < ?4)
-             ORDER BY first_at DESC LIMIT ?5",
-        )?;
+        let mut statement = conn.prepare_cached(SESSION_LIST)?;
         let rows = statement.query_map(
             params![
                 filter.status,
@@ -304,15 +354,125 @@ impl SessionStore {
     pub fn prune(&self, before: &str) -> anyhow::Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let traces = tx.execute("DELETE FROM trace_events WHERE at < ?1", [before])?;
+        let traces = tx.execute("DELETE FROM traces.trace_events WHERE at < ?1", [before])?;
         tx.execute(
-            "DELETE FROM summaries WHERE session_id IN (SELECT session_id FROM sessions WHERE last_at < ?1)",
+            "DELETE FROM main.summaries WHERE received_at < ?1 AND NOT EXISTS
+               (SELECT 1 FROM traces.sessions t WHERE t.session_id = summaries.session_id AND t.last_at >= ?1)",
             [before],
         )?;
-        let sessions = tx.execute("DELETE FROM sessions WHERE last_at < ?1", [before])?;
+        let sessions = tx.execute("DELETE FROM traces.sessions WHERE last_at < ?1", [before])?;
         tx.commit()?;
         Ok(traces + sessions)
     }
+}
+
+/// Attach the traces file as `traces` (no fsyncs: `synchronous = OFF`) and
+/// create its tables. A file SQLite finds corrupt is renamed aside
+/// (`<name>.corrupt-<unix seconds>`) and a new one started. `true` when the
+/// traces file is new.
+fn attach_traces(conn: &Connection, path: &Path) -> anyhow::Result<bool> {
+    let attach = |fresh: bool| -> rusqlite::Result<bool> {
+        conn.execute("ATTACH DATABASE ?1 AS traces", [path.to_string_lossy()])?;
+        let created = conn
+            .execute_batch(
+                "PRAGMA traces.page_size = 32768; PRAGMA traces.journal_mode = WAL;
+                 PRAGMA traces.synchronous = OFF;",
+            )
+            .and_then(|()| conn.execute_batch(TRACE_SCHEMA));
+        if let Err(err) = created {
+            let _ = conn.execute_batch("DETACH DATABASE traces");
+            return Err(err);
+        }
+        Ok(fresh)
+    };
+    let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+    match attach(!existed) {
+        Ok(fresh) => Ok(fresh),
+        Err(err) if is_corrupt(&err) => {
+            let aside = path.with_extension(format!(
+                "sqlite3.corrupt-{}",
+                jiff::Timestamp::now().as_second()
+            ));
+            tracing::warn!(
+                "the traces file {} is corrupt ({err}); moved to {} and starting a new one (summaries are unaffected)",
+                path.display(),
+                aside.display()
+            );
+            std::fs::rename(path, &aside)
+                .with_context(|| format!("moving the corrupt {} aside", path.display()))?;
+            // Its journal goes with it (SQLite would apply it to the new file).
+            for suffix in ["-wal", "-shm"] {
+                let with_suffix = |p: &Path| {
+                    let mut name = p.as_os_str().to_owned();
+                    name.push(suffix);
+                    std::path::PathBuf::from(name)
+                };
+                let _ = std::fs::rename(with_suffix(path), with_suffix(&aside));
+            }
+            attach(true).with_context(|| format!("creating {}", path.display()))
+        }
+        Err(err) => Err(err).with_context(|| format!("opening the traces file {}", path.display())),
+    }
+}
+
+fn is_corrupt(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Databases written before traces had their own file kept them in the
+/// host's database: move them to the traces file, once.
+fn move_traces_out_of_the_database(conn: &Connection) -> anyhow::Result<()> {
+    let old_layout: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'trace_events')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !old_layout {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN;
+         INSERT INTO traces.trace_events (session_id, at, json, request, reply)
+           SELECT session_id, at, json, request, reply FROM main.trace_events ORDER BY id;
+         INSERT OR IGNORE INTO traces.sessions (session_id, first_at, last_at, app, version, events)
+           SELECT session_id, first_at, last_at, app, version, events FROM main.sessions;
+         DROP TABLE main.trace_events;
+         DROP TABLE main.sessions;
+         COMMIT;",
+    )
+    .context("moving the traces from the database to their own file")?;
+    tracing::info!("moved the call traces to their own file");
+    Ok(())
+}
+
+/// Give every recent summary (all of them when the traces file is new) its
+/// session row, so that sessions whose rows a machine crash took from the
+/// traces file are listed again.
+fn restore_session_rows(conn: &Connection, fresh: bool) -> anyhow::Result<()> {
+    let newest: Option<String> =
+        conn.query_row("SELECT MAX(received_at) FROM main.summaries", [], |row| {
+            row.get(0)
+        })?;
+    let Some(newest) = newest else {
+        return Ok(());
+    };
+    let since = match (fresh, newest.parse::<jiff::Timestamp>()) {
+        (false, Ok(newest)) => newest
+            .checked_sub(RECONCILE_WINDOW)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    conn.execute(
+        "INSERT OR IGNORE INTO traces.sessions (session_id, first_at, last_at)
+           SELECT session_id, received_at, received_at FROM main.summaries WHERE received_at >= ?1",
+        [since],
+    )
+    .context("restoring session rows from the summaries")?;
+    Ok(())
 }
 
 fn session_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
@@ -475,10 +635,216 @@ fn write_batch(conn: &mut Connection, batch: &[TraceRecord]) -> anyhow::Result<(
 mod tests {
     use super::*;
 
+    fn open_in(dir: &Path) -> SessionStore {
+        SessionStore::open(&dir.join("ivr.sqlite3"), &dir.join("traces.sqlite3")).unwrap()
+    }
+
+    fn summary(session_id: &str, status: &str) -> SessionSummary {
+        serde_json::from_value(
+            serde_json::json!({"sessionId": session_id, "sessionStatus": status}),
+        )
+        .unwrap()
+    }
+
+    fn event(session_id: &str, at: &str) -> TraceRecord {
+        TraceRecord {
+            session_id: session_id.into(),
+            at: at.into(),
+            event_type: "CALL_ACTION".into(),
+            app: Some("menu".into()),
+            version: Some(1),
+            ..TraceRecord::default()
+        }
+    }
+
+    /// Waits until the writer has stored `count` events of `session_id`.
+    fn wait_for_events(store: &SessionStore, session_id: &str, count: usize) -> SessionTrace {
+        for _ in 0..200 {
+            if let Some(trace) = store.session(session_id).unwrap()
+                && trace.events.len() >= count
+            {
+                return trace;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the trace writer did not store {count} events of {session_id} in 2 s");
+    }
+
+    fn pragma(path: &Path, name: &str) -> String {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| {
+            row.get::<_, rusqlite::types::Value>(0)
+        })
+        .map(|v| format!("{v:?}"))
+        .unwrap()
+    }
+
+    #[test]
+    fn traces_have_their_own_unsynced_file_and_summaries_stay_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(dir.path());
+        store.record(event("s1", "2026-01-01T00:00:00Z"));
+        assert!(
+            store
+                .insert_summary(&summary("s1", "COMPLETED"), "{}")
+                .unwrap()
+        );
+        wait_for_events(&store, "s1", 1);
+        // Per connection: the host's connection syncs the summaries fully and
+        // never syncs the attached traces.
+        {
+            let conn = store.conn();
+            let sync = |schema: &str| -> i64 {
+                conn.query_row(&format!("PRAGMA {schema}.synchronous"), [], |r| r.get(0))
+                    .unwrap()
+            };
+            assert_eq!(sync("main"), 2, "summaries: synchronous = FULL");
+            assert_eq!(sync("traces"), 0, "traces: synchronous = OFF");
+        }
+        let main = dir.path().join("ivr.sqlite3");
+        let traces = dir.path().join("traces.sqlite3");
+        let tables = |path: &Path| -> Vec<String> {
+            let conn = Connection::open(path).unwrap();
+            conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(tables(&main), ["summaries"]);
+        assert!(tables(&traces).contains(&"trace_events".to_string()));
+        assert!(tables(&traces).contains(&"sessions".to_string()));
+        assert_eq!(pragma(&traces, "journal_mode"), "Text(\"wal\")");
+        assert_eq!(pragma(&traces, "page_size"), "Integer(32768)");
+    }
+
+    #[test]
+    fn a_corrupt_traces_file_is_set_aside_and_the_summaries_still_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open_in(dir.path());
+            store.record(event("s1", "2026-01-01T00:00:00Z"));
+            assert!(store.insert_summary(&summary("s1", "ERROR"), "{}").unwrap());
+            wait_for_events(&store, "s1", 1);
+        }
+        let traces = dir.path().join("traces.sqlite3");
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("traces.sqlite3{suffix}")));
+        }
+        std::fs::write(
+            &traces,
+            b"this is not a database, it is garbage ".repeat(200),
+        )
+        .unwrap();
+
+        let store = open_in(dir.path());
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("traces.sqlite3.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the corrupt file is kept aside: {aside:?}");
+        // The summary survived and its session is listed again, without events.
+        let trace = store
+            .session("s1")
+            .unwrap()
+            .expect("session from its summary");
+        assert_eq!(trace.info.status, "ERROR");
+        assert!(trace.events.is_empty());
+        assert!(trace.summary.is_some());
+        let listed = store
+            .sessions(&SessionFilter {
+                limit: 10,
+                ..SessionFilter::default()
+            })
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        // And new traces are written to the new file.
+        store.record(event("s2", "2026-01-01T00:01:00Z"));
+        wait_for_events(&store, "s2", 1);
+    }
+
+    #[test]
+    fn a_summary_without_traced_events_is_still_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(dir.path());
+        assert!(
+            store
+                .insert_summary(&summary("only-summary", "COMPLETED"), "{}")
+                .unwrap()
+        );
+        let trace = store.session("only-summary").unwrap().unwrap();
+        assert_eq!(trace.info.status, "COMPLETED");
+        assert_eq!(trace.info.event_count, 0);
+        // Its row lost (as a machine crash could lose it from the unsynced
+        // traces file): reopening restores it from the summary.
+        drop(store);
+        Connection::open(dir.path().join("traces.sqlite3"))
+            .unwrap()
+            .execute("DELETE FROM sessions", [])
+            .unwrap();
+        let store = open_in(dir.path());
+        let listed = store
+            .sessions(&SessionFilter {
+                limit: 10,
+                ..SessionFilter::default()
+            })
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].status, "COMPLETED");
+    }
+
+    #[test]
+    fn traces_in_the_host_database_move_to_their_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("ivr.sqlite3");
+        // The layout before traces had their own file.
+        Connection::open(&main)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE sessions (session_id TEXT PRIMARY KEY, first_at TEXT NOT NULL, last_at TEXT NOT NULL,
+                   app TEXT, version INTEGER, events INTEGER NOT NULL DEFAULT 0,
+                   status TEXT NOT NULL DEFAULT 'IN_PROGRESS', error_code INTEGER);
+                 CREATE TABLE summaries (session_id TEXT PRIMARY KEY, received_at TEXT NOT NULL,
+                   session_status TEXT NOT NULL, error_code INTEGER, json TEXT NOT NULL);
+                 CREATE TABLE trace_events (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,
+                   at TEXT NOT NULL, json TEXT NOT NULL, request TEXT, reply TEXT);
+                 INSERT INTO sessions VALUES ('old', '2026-01-01T00:00:00Z', '2026-01-01T00:00:09Z', 'menu', 3, 2, 'COMPLETED', NULL);
+                 INSERT INTO summaries VALUES ('old', '2026-01-01T00:00:09Z', 'COMPLETED', NULL, '{\"sessionId\":\"old\"}');
+                 INSERT INTO trace_events (session_id, at, json, request) VALUES
+                   ('old', '2026-01-01T00:00:00Z', '{\"session_id\":\"old\",\"event_type\":\"CALL_ACTION\"}', '{\"a\":1}'),
+                   ('old', '2026-01-01T00:00:05Z', '{\"session_id\":\"old\",\"event_type\":\"CALL_ACTION\"}', NULL);",
+            )
+            .unwrap();
+        let store = open_in(dir.path());
+        let trace = store.session("old").unwrap().unwrap();
+        assert_eq!(trace.events.len(), 2);
+        assert_eq!(trace.events[0].request, Some(serde_json::json!({"a": 1})));
+        assert_eq!(trace.info.app.as_deref(), Some("menu"));
+        assert_eq!(trace.info.version, Some(3));
+        assert_eq!(trace.info.status, "COMPLETED");
+        assert!(trace.summary.is_some());
+        drop(store);
+        let conn = Connection::open(&main).unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('sessions', 'trace_events')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0, "the old tables are gone from the host's database");
+        // Opening again moves nothing twice.
+        let store = open_in(dir.path());
+        assert_eq!(store.session("old").unwrap().unwrap().events.len(), 2);
+    }
+
     #[test]
     fn summaries_are_stored_once_and_traces_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SessionStore::open(&dir.path().join("db")).unwrap();
+        let store = open_in(dir.path());
         store.record(TraceRecord {
             session_id: "s1".into(),
             at: "2026-01-01T00:00:00Z".into(),
