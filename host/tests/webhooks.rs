@@ -268,3 +268,25 @@ fn an_upload_that_is_not_a_component_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// The allocator's transparent huge pages are off (each 2 MiB fault stalled
+/// a reply by 5–15 ms; `ivr_host::tune_allocator`), unless the operator asks
+/// for them.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_host_runs_without_transparent_huge_pages_unless_asked() {
+    let thp_enabled = |host: &Host| -> String {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", host.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(|v| v.trim().to_owned())
+            .expect("THP_enabled in /proc/PID/status (Linux 5.0+)")
+    };
+    let app = format!("hello={}", guest("hello").display());
+    let host = Host::start(&["--app", &app]);
+    assert_eq!(thp_enabled(&host), "0");
+    assert_eq!(host.vca(&Call::new().event(None))["callflow"][0]["action"], "say");
+    let host = Host::start_with_env(&["--app", &app], &[("MIMALLOC_ALLOW_THP", "1")]);
+    assert_eq!(thp_enabled(&host), "1");
+}

@@ -37,6 +37,15 @@ impl Drop for Server {
     }
 }
 
+/// What `ivr_host::tune_allocator` sets in A, as mimalloc's environment
+/// variables, for the other processes that use mimalloc (B and the driver):
+/// no decommits on purge, and no transparent huge pages (a 2 MiB page
+/// faulted in costs 5–15 ms here).
+const ALLOCATOR_AS_IN_A: [(&str, &str); 2] = [
+    ("MIMALLOC_PURGE_DECOMMITS", "0"),
+    ("MIMALLOC_ALLOW_THP", "0"),
+];
+
 fn pinned(cpu: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     if Command::new("taskset").arg("-V").output().is_ok() {
         let mut command = Command::new("taskset");
@@ -85,7 +94,11 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 fn drive(args: &[&str]) -> anyhow::Result<String> {
     let driver = ivr_bench::sibling_binary("drive")?;
-    let output = pinned("1", driver).args(args).output()?;
+    // The driver's own stalls would show in every server's latency.
+    let output = pinned("1", driver)
+        .args(args)
+        .envs(ALLOCATOR_AS_IN_A)
+        .output()?;
     ensure!(
         output.status.success(),
         "driver failed: {}",
@@ -244,7 +257,7 @@ fn main() -> anyhow::Result<()> {
     let mut b = pinned("0", ivr_bench::sibling_binary("native")?);
     // A's allocator settings (ivr_host::tune_allocator), through the
     // environment: B does not link ivr-host.
-    b.arg("127.0.0.1:0").env("MIMALLOC_PURGE_DECOMMITS", "0");
+    b.arg("127.0.0.1:0").envs(ALLOCATOR_AS_IN_A);
     let mut c1 = pinned("0", "node");
     c1.arg(&node_script).arg("express");
     let mut c2 = pinned("0", "node");

@@ -62,8 +62,8 @@ async fn handle(
 
 fn main() -> anyhow::Result<()> {
     // The same allocator settings as ivr-host (A): `compare` starts this
-    // server with MIMALLOC_PURGE_DECOMMITS=0, what `ivr_host::tune_allocator`
-    // sets in A.
+    // server with MIMALLOC_PURGE_DECOMMITS=0 and MIMALLOC_ALLOW_THP=0
+    // (ALLOCATOR_AS_IN_A), what `ivr_host::tune_allocator` sets in A.
     tokio::runtime::Runtime::new()?.block_on(serve())
 }
 
