@@ -286,7 +286,10 @@ fn the_host_runs_without_transparent_huge_pages_unless_asked() {
     let app = format!("hello={}", guest("hello").display());
     let host = Host::start(&["--app", &app]);
     assert_eq!(thp_enabled(&host), "0");
-    assert_eq!(host.vca(&Call::new().event(None))["callflow"][0]["action"], "say");
+    assert_eq!(
+        host.vca(&Call::new().event(None))["callflow"][0]["action"],
+        "say"
+    );
     let host = Host::start_with_env(&["--app", &app], &[("MIMALLOC_ALLOW_THP", "1")]);
     assert_eq!(thp_enabled(&host), "1");
 }
