@@ -549,8 +549,12 @@ fn run_only_when_idle() {
     }
 }
 
-/// How long the trace writer gathers records before writing a batch.
-const BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// How long the trace writer gathers records before writing a batch. Each
+/// commit rewrites every page it touched (32 KiB each) into the WAL, so
+/// fewer, larger batches cost less per record: at 5,000 events/s the
+/// writer's CPU per record measured 13.1–13.8 µs with 20 ms, 11.6 µs with
+/// 100 ms. A trace shows in `GET /sessions/{id}` within about this long.
+const BATCH_WINDOW: Duration = Duration::from_millis(100);
 
 /// Bytes as text, borrowed when they are valid UTF-8 (they nearly always are).
 fn lossy_text(bytes: &Option<bytes::Bytes>) -> Option<std::borrow::Cow<'_, str>> {
