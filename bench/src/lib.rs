@@ -253,3 +253,60 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     };
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// Where two servers' replies to the driver's branch script (`drive
+/// check`, one reply per line) first differ, in words; `None` when they are
+/// byte-identical.
+pub fn first_difference(reference: &str, replies: &str) -> Option<String> {
+    if reference == replies {
+        return None;
+    }
+    let (mut left, mut right) = (reference.lines(), replies.lines());
+    let mut line = 1;
+    loop {
+        match (left.next(), right.next()) {
+            (Some(a), Some(b)) if a == b => line += 1,
+            (None, None) => {
+                return Some("the same replies, but different line endings".into());
+            }
+            (a, b) => {
+                return Some(format!(
+                    "reply {line}: {} against {}",
+                    a.unwrap_or("(no reply)"),
+                    b.unwrap_or("(no reply)")
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_difference;
+
+    #[test]
+    fn identical_replies_have_no_difference() {
+        assert_eq!(first_difference("a\nb\n", "a\nb\n"), None);
+    }
+
+    #[test]
+    fn the_first_differing_reply_is_named() {
+        assert_eq!(
+            first_difference("a\nb\nc\n", "a\nB\nc\n").as_deref(),
+            Some("reply 2: b against B")
+        );
+    }
+
+    #[test]
+    fn a_missing_or_extra_reply_is_a_difference() {
+        assert_eq!(
+            first_difference("a\nb\n", "a\n").as_deref(),
+            Some("reply 2: b against (no reply)")
+        );
+        assert_eq!(
+            first_difference("a\n", "a\nb\n").as_deref(),
+            Some("reply 2: (no reply) against b")
+        );
+        assert!(first_difference("a\n", "a\r\n").is_some());
+    }
+}

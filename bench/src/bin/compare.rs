@@ -291,10 +291,9 @@ fn main() -> anyhow::Result<()> {
     );
     for server in &servers[1..] {
         let replies = drive(&["check", &server.url])?;
-        if replies != reference {
-            let diff = reference.lines().zip(replies.lines()).find(|(x, y)| x != y);
+        if let Some(difference) = ivr_bench::first_difference(&reference, &replies) {
             bail!(
-                "REPLIES DIFFER between {} and {}: first difference {diff:?}",
+                "REPLIES DIFFER between {} and {}: {difference}",
                 servers[0].name,
                 server.name
             );
