@@ -674,6 +674,16 @@ mod tests {
         panic!("the trace writer did not store {count} events of {session_id} in 2 s");
     }
 
+    /// Every session (up to 10), unfiltered.
+    fn all_sessions(store: &SessionStore) -> Vec<SessionInfo> {
+        store
+            .sessions(&SessionFilter {
+                limit: 10,
+                ..SessionFilter::default()
+            })
+            .unwrap()
+    }
+
     fn pragma(path: &Path, name: &str) -> String {
         let conn = Connection::open(path).unwrap();
         conn.query_row(&format!("PRAGMA {name}"), [], |row| {
@@ -758,12 +768,7 @@ mod tests {
         assert_eq!(trace.info.status, "ERROR");
         assert!(trace.events.is_empty());
         assert!(trace.summary.is_some());
-        let listed = store
-            .sessions(&SessionFilter {
-                limit: 10,
-                ..SessionFilter::default()
-            })
-            .unwrap();
+        let listed = all_sessions(&store);
         assert_eq!(listed.len(), 1);
         // And new traces are written to the new file.
         store.record(event("s2", "2026-01-01T00:01:00Z"));
@@ -790,12 +795,7 @@ mod tests {
             .execute("DELETE FROM sessions", [])
             .unwrap();
         let store = open_in(dir.path());
-        let listed = store
-            .sessions(&SessionFilter {
-                limit: 10,
-                ..SessionFilter::default()
-            })
-            .unwrap();
+        let listed = all_sessions(&store);
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].status, "COMPLETED");
     }
