@@ -29,10 +29,10 @@ pub struct ServeArgs {
     #[arg(long, env = "IVR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address for 8x8's webhooks [default: 127.0.0.1:8080].
-    #[arg(long, env = "IVR_LISTEN", value_name = "ADDR")]
+    #[arg(long, env = "IVR_LISTEN", value_name = "ADDR", value_parser = parse_listen_addr)]
     pub listen: Option<SocketAddr>,
     /// Address for the admin API [default: 127.0.0.1:8081].
-    #[arg(long, env = "IVR_ADMIN_LISTEN", value_name = "ADDR")]
+    #[arg(long, env = "IVR_ADMIN_LISTEN", value_name = "ADDR", value_parser = parse_listen_addr)]
     pub admin_listen: Option<SocketAddr>,
     /// Where the host keeps its data [default: ./ivr-data].
     #[arg(long, env = "IVR_DATA_DIR", value_name = "DIR")]
@@ -86,6 +86,19 @@ pub struct ServeArgs {
     /// seconds [default: 7200].
     #[arg(long, env = "IVR_CALL_IDLE_SECS", value_name = "SECS")]
     pub call_idle_secs: Option<u64>,
+    /// Most open connections on the webhook listener; more are refused with
+    /// `503` [default: 4096, less when the file descriptor limit is lower].
+    #[arg(long, env = "IVR_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Start with a new, empty database although the data directory holds
+    /// uploaded components (the database was lost): apps, routes and
+    /// summaries start empty; the component files are kept.
+    #[arg(long, env = "IVR_FRESH_DATABASE")]
+    pub fresh_database: bool,
+    /// Seconds a client may take to send a request's headers, and again its
+    /// body, before the connection is closed (`408`) [default: 10].
+    #[arg(long, env = "IVR_REQUEST_READ_SECS", value_name = "SECS")]
+    pub request_read_secs: Option<u64>,
 }
 
 /// `--app NAME=FILE`.
@@ -191,6 +204,8 @@ struct FileLimits {
     upload_mib: Option<usize>,
     app_concurrency: Option<usize>,
     fuel: Option<bool>,
+    max_connections: Option<usize>,
+    request_read_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +230,11 @@ pub struct Limits {
     pub upload_bytes: usize,
     /// Most events of one app running at once.
     pub app_concurrency: usize,
+    /// Most open connections on the webhook listener (before the file
+    /// descriptor limit is applied).
+    pub max_connections: usize,
+    /// Time allowed to read a request's headers, and again its body.
+    pub request_read: Duration,
 }
 
 /// The resolved settings of `ivr-host serve`.
@@ -238,6 +258,8 @@ pub struct Settings {
     pub default_app: Option<String>,
     /// Routes from the config file (replace the stored routes at start).
     pub routes: Option<RouteTable>,
+    /// Start with an empty database even beside uploaded components.
+    pub fresh_database: bool,
     /// How long a call keeps its pin and state without an event.
     pub call_idle_ttl: Duration,
     /// The `Authorization` value required on webhooks.
@@ -328,6 +350,14 @@ impl Settings {
             .or(file.limits.app_concurrency)
             .unwrap_or((2 * cores).max(4));
         let fuel = args.fuel || file.limits.fuel.unwrap_or(false);
+        let max_connections = args
+            .max_connections
+            .or(file.limits.max_connections)
+            .unwrap_or(4096);
+        let request_read_secs = args
+            .request_read_secs
+            .or(file.limits.request_read_secs)
+            .unwrap_or(10);
         let call_idle_secs = args
             .call_idle_secs
             .or(file.call_idle_secs)
@@ -340,6 +370,8 @@ impl Settings {
             || upload_mib == 0
             || app_concurrency == 0
             || call_idle_secs == 0
+            || max_connections == 0
+            || request_read_secs == 0
         {
             bail!("limits must be greater than zero");
         }
@@ -360,15 +392,18 @@ impl Settings {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            // An empty token is no token, from either source: on a
+            // non-loopback address both refuse to start below.
             admin_token: std::env::var("IVR_ADMIN_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty())
-                .or(file.admin_token),
+                .or(file.admin_token.filter(|t| !t.is_empty())),
             apps,
             app_config,
             app_settings,
             default_app: args.default_app.or(file.default_app),
             routes: file.routes,
+            fresh_database: args.fresh_database,
             call_idle_ttl: Duration::from_secs(call_idle_secs),
             webhook_auth_header: args
                 .webhook_auth_header
@@ -398,6 +433,8 @@ impl Settings {
                 },
                 upload_bytes: upload_mib * 1024 * 1024,
                 app_concurrency,
+                max_connections,
+                request_read: Duration::from_secs(request_read_secs),
             },
         };
         if let Some(name) = &settings.default_app {
@@ -411,6 +448,28 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// A listen address: `IP:PORT` or `HOST:PORT` (`localhost:8080`; the name
+/// is resolved, the first address taken), with an optional `http://`.
+fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    let bare = text
+        .strip_prefix("http://")
+        .unwrap_or(text)
+        .trim_end_matches('/');
+    if let Ok(addr) = bare.parse() {
+        return Ok(addr);
+    }
+    if !bare.contains(':') {
+        return Err(format!(
+            "{text:?} has no port; write HOST:PORT, e.g. 127.0.0.1:8080"
+        ));
+    }
+    bare.to_socket_addrs()
+        .map_err(|err| format!("cannot resolve {text:?}: {err}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
 fn default_addr(text: &str) -> SocketAddr {
@@ -427,6 +486,31 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses_take_names_and_a_scheme() {
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:9000").unwrap().to_string(),
+            "127.0.0.1:9000"
+        );
+        assert!(
+            parse_listen_addr("localhost:9000")
+                .unwrap()
+                .ip()
+                .is_loopback()
+        );
+        assert_eq!(
+            parse_listen_addr("http://127.0.0.1:9000/")
+                .unwrap()
+                .to_string(),
+            "127.0.0.1:9000"
+        );
+        assert!(
+            parse_listen_addr("localhost")
+                .unwrap_err()
+                .contains("no port")
+        );
+    }
 
     #[test]
     fn defaults() {

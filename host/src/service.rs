@@ -4,19 +4,21 @@
 //! wasm details.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::apps::settings::Effective;
 use crate::apps::{AppRegistry, LoadedApp};
 use crate::protocol::summary::SessionSummary;
 use crate::protocol::{self, CallAction, Webhook};
-use crate::runtime::{EventContext, Fault, GuestOutcome, Runtime};
+use crate::runtime::{EventContext, Fault, GuestOutcome, Runtime, guest_text};
+use crate::store::calls::Decision;
 use crate::store::sessions::{SessionStore, TraceRecord};
-use crate::store::{CallStateStore, ReplyCache};
+use crate::store::{CallJournal, CallStateStore, ReplyCache};
 use serde_json::value::RawValue;
 
 /// How long an event waits for a slot when its app already runs its maximum
@@ -47,6 +49,44 @@ pub struct IvrService {
     replies: ReplyCache,
     slots: ConcurrencySlots,
     sessions: Arc<SessionStore>,
+    calls: Arc<CallJournal>,
+    deliveries: Arc<InFlight>,
+}
+
+/// Work started by a webhook that outlives its answer (session summaries
+/// handed to the app), counted so that shutdown can wait for it.
+#[derive(Default)]
+struct InFlight {
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+/// One piece of [`InFlight`] work; finishing it is dropping the guard.
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    fn start(self: &Arc<Self>) -> InFlightGuard {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    async fn until_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl IvrService {
@@ -57,6 +97,7 @@ impl IvrService {
         states: CallStateStore,
         replies: ReplyCache,
         sessions: Arc<SessionStore>,
+        calls: Arc<CallJournal>,
     ) -> Self {
         Self {
             runtime,
@@ -65,7 +106,66 @@ impl IvrService {
             replies,
             slots: ConcurrencySlots::default(),
             sessions,
+            calls,
+            deliveries: Arc::default(),
         }
+    }
+
+    /// Put back the calls in progress and recent replies the journal kept
+    /// (a restart, or a crash): `call_ttl` and `reply_ttl` as in memory,
+    /// at most `max_calls` and `max_replies` of them.
+    pub async fn restore_calls(
+        &self,
+        call_ttl: Duration,
+        max_calls: usize,
+        reply_ttl: Duration,
+        max_replies: usize,
+    ) -> anyhow::Result<()> {
+        let calls = self.calls.clone();
+        let (stored_calls, stored_replies) = tokio::task::spawn_blocking(move || {
+            calls.load(call_ttl, max_calls, reply_ttl, max_replies)
+        })
+        .await??;
+        let mut pins = Vec::with_capacity(stored_calls.len());
+        for call in stored_calls {
+            if let Some(state) = call.state.as_deref() {
+                match serde_json::from_str(state) {
+                    Ok(state) => self.states.restore(&call.session_id, state, call.idle),
+                    Err(err) => {
+                        tracing::warn!(session = %call.session_id, "journaled state unreadable: {err}")
+                    }
+                }
+            }
+            pins.push((call.session_id, call.app, call.version, call.idle));
+        }
+        let calls = pins.len();
+        let pinned = self.apps.restore_pins(pins).await;
+        let replies = stored_replies.len();
+        for reply in stored_replies {
+            self.replies.restore(
+                &reply.session_id,
+                &reply.event_id,
+                Bytes::from(reply.reply),
+                reply.age,
+            );
+        }
+        if calls + replies > 0 {
+            tracing::info!(calls, pinned, replies, "restored the calls in progress");
+        }
+        Ok(())
+    }
+
+    /// The calls-in-progress journal.
+    pub fn call_journal(&self) -> &Arc<CallJournal> {
+        &self.calls
+    }
+
+    /// Wait (at most `limit`) for the session summaries being handed to
+    /// apps; `false` when some were still running.
+    pub async fn finish_deliveries(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.deliveries.until_idle())
+            .await
+            .is_ok()
     }
 
     /// Call traces and session summaries.
@@ -152,7 +252,11 @@ impl IvrService {
             return Answer::Acknowledged;
         }
         let service = self.clone();
-        tokio::spawn(async move { service.deliver_summary(summary, body, started).await });
+        let running = self.deliveries.start();
+        tokio::spawn(async move {
+            service.deliver_summary(summary, body, started).await;
+            drop(running);
+        });
         Answer::Acknowledged
     }
 
@@ -204,17 +308,22 @@ impl IvrService {
         self.sessions.record(record);
         self.apps.release(&session_id);
         self.states.remove(&session_id);
+        let calls = self.calls.clone();
+        let forgotten = tokio::task::spawn_blocking(move || calls.forget(&session_id)).await;
+        if let Ok(Err(err)) = forgotten {
+            tracing::warn!("could not remove an ended call from the journal: {err:#}");
+        }
     }
 
-    /// The callflow for a VCA: the first reply given to its `eventId`, or a
-    /// new decision.
+    /// The callflow for a VCA: the first reply given to its (`sessionId`,
+    /// `eventId`), or a new decision.
     async fn answer_call_action(&self, event: CallAction, body: Bytes) -> Bytes {
         if event.event_id.is_empty() {
             return self.decide(event, body).await;
         }
-        let event_id = event.event_id.clone();
+        let (session_id, event_id) = (event.session_id.clone(), event.event_id.clone());
         self.replies
-            .get_or_decide(&event_id, || self.decide(event, body))
+            .get_or_decide(&session_id, &event_id, || self.decide(event, body))
             .await
     }
 
@@ -239,6 +348,13 @@ impl IvrService {
                 let fallback = snapshot.host_default().fallback.clone();
                 record.fault_kind = Some(fault.kind().to_owned());
                 record.fault = Some(fault.to_string());
+                self.journal(&Decision {
+                    session_id: &event.session_id,
+                    event_id: &event.event_id,
+                    pin: None,
+                    state: None,
+                    reply: &fallback,
+                });
                 record.reply_bytes = Some(fallback.clone());
                 self.sessions.record(record);
                 return fallback;
@@ -266,9 +382,11 @@ impl IvrService {
         record.app = Some(app.name.to_string());
         record.version = Some(app.version);
         record.elapsed_us = Some(elapsed_us);
+        let mut kept_state = None;
         let reply = match result {
             Ok(json) => {
                 if let Some(state) = state {
+                    kept_state = serde_json::to_string(&state).ok();
                     self.states.commit(&session_id, state);
                 }
                 tracing::debug!(app = %app.name, version = app.version, session = %session_id, event = %event_id, elapsed_us, fuel, "answered");
@@ -284,9 +402,25 @@ impl IvrService {
                 limits.fallback.clone()
             }
         };
+        self.journal(&Decision {
+            session_id: &session_id,
+            event_id: &event_id,
+            pin: Some((&app.name, app.version)),
+            state: kept_state.as_deref(),
+            reply: &reply,
+        });
         record.reply_bytes = Some(reply.clone());
         self.sessions.record(record);
         reply
+    }
+
+    /// Keep a decision on disk before its reply leaves, so that a restart
+    /// neither changes the call's version, loses its state, nor decides a
+    /// repeated delivery again. A failure is logged; the call is answered.
+    fn journal(&self, decision: &Decision<'_>) {
+        if let Err(err) = self.calls.record(decision) {
+            tracing::error!(session = %decision.session_id, "could not journal the call's decision: {err:#}");
+        }
     }
 
     /// Run a VCA on the guest.
@@ -333,10 +467,11 @@ impl IvrService {
         limits: &Effective,
     ) -> Result<Vec<u8>, Fault> {
         let flow = result?;
-        protocol::validate(&flow, &limits.reply).map_err(|v| Fault::InvalidReply(v.to_string()))?;
+        let invalid =
+            |rule: protocol::Violation| Fault::InvalidReply(guest_text(&rule.to_string()));
+        protocol::validate(&flow, &limits.reply).map_err(invalid)?;
         let json = flow.to_json();
-        protocol::check_size(&json, &limits.reply)
-            .map_err(|v| Fault::InvalidReply(v.to_string()))?;
+        protocol::check_size(&json, &limits.reply).map_err(invalid)?;
         Ok(json)
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Call, Host, guest, request};
+use common::{Call, Host, guest, request, trace_until};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Value {
@@ -23,22 +23,6 @@ fn summary_for(session: &str) -> Value {
     let mut vss = fixture("vss_inbound_completed");
     vss["payload"]["sessionId"] = session.into();
     vss
-}
-
-/// Poll `GET /sessions/{id}` until `ready` holds.
-fn trace_until(host: &Host, session: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, trace) = host.admin_call("GET", &format!("/sessions/{session}"), None);
-        if status == 200 && ready(&trace) {
-            return trace;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "trace of {session} never got ready: {status} {trace}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn misbehave_host(dir: &std::path::Path) -> Host {

@@ -68,15 +68,21 @@ pub struct Snapshot {
 impl Snapshot {
     /// The active version routed for `event`, or why there is none.
     pub fn route(&self, event: &CallAction) -> Result<Arc<LoadedApp>, String> {
-        let only_app = (self.apps.len() == 1)
-            .then(|| self.apps.keys().next().map(String::as_str))
-            .flatten();
+        let mut deployed = self
+            .apps
+            .iter()
+            .filter(|(_, slot)| slot.active.is_some())
+            .map(|(name, _)| name.as_str());
+        let only_app = match (deployed.next(), deployed.next()) {
+            (Some(name), None) => Some(name),
+            _ => None,
+        };
         let name = self
             .routes
             .pick(event, only_app)
-            .ok_or_else(|| match self.apps.len() {
-                0 => "no app is deployed".to_owned(),
-                _ => format!(
+            .ok_or_else(|| match self.apps.values().any(|s| s.active.is_some()) {
+                false => "no app is deployed".to_owned(),
+                true => format!(
                     "no route matches virtual number {:?} or subaccount {:?}, and no default app is set",
                     event.virtual_number(),
                     event.sub_account_id
@@ -254,6 +260,51 @@ impl AppRegistry {
             .get_or_pin(&event.session_id, || snapshot.route(event))
     }
 
+    /// Put back the pins of calls in progress kept across a restart, each
+    /// `(session, app, version, idle)`, oldest first. A version no longer
+    /// stored is skipped: that call goes to the routed app. How many were
+    /// restored.
+    pub async fn restore_pins(&self, pins: Vec<(String, String, u32, Duration)>) -> usize {
+        let records = match self.list().await {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!("cannot restore the calls' version pins: {err}");
+                return 0;
+            }
+        };
+        let mut loaded: std::collections::HashMap<(String, u32), Arc<LoadedApp>> =
+            std::collections::HashMap::new();
+        let mut restored = 0;
+        for (session, app, version, idle) in pins {
+            let key = (app, version);
+            let pinned = match loaded.get(&key) {
+                Some(pinned) => pinned.clone(),
+                None => {
+                    let Some(record) = records
+                        .iter()
+                        .find(|a| a.name == key.0)
+                        .and_then(|a| a.versions.iter().find(|v| v.version == version))
+                    else {
+                        continue;
+                    };
+                    match self.load_version(&key.0, record).await {
+                        Ok(pinned) => {
+                            loaded.insert(key.clone(), pinned.clone());
+                            pinned
+                        }
+                        Err(err) => {
+                            tracing::warn!(app = %key.0, version, "cannot load a pinned version: {err}");
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.pins.restore(&session, pinned, idle);
+            restored += 1;
+        }
+        restored
+    }
+
     /// The version pinned to a call, if any.
     pub fn pinned(&self, session_id: &str) -> Option<Arc<LoadedApp>> {
         self.pins.get(session_id)
@@ -335,6 +386,9 @@ impl AppRegistry {
     ) -> Result<VersionRecord, AdminError> {
         let _guard = self.writer.lock().await;
         let app = self.show(name).await?;
+        if app.versions.is_empty() {
+            return Err(AdminError::NotFound(format!("no app named {name:?}")));
+        }
         let target = match version {
             Some(v) => app
                 .versions
@@ -342,7 +396,11 @@ impl AppRegistry {
                 .find(|r| r.version == v)
                 .ok_or_else(|| AdminError::NotFound(format!("{name:?} has no version {v}")))?,
             None => {
-                let active = app.active_version.unwrap_or(u32::MAX);
+                let Some(active) = app.active_version else {
+                    return Err(AdminError::Conflict(format!(
+                        "{name:?} has no active version; name the version to make active"
+                    )));
+                };
                 app.versions
                     .iter()
                     .rev()
@@ -387,10 +445,12 @@ impl AppRegistry {
         Ok(())
     }
 
-    /// Replace an app's configuration.
+    /// Replace an app's configuration. Refused for an app never deployed:
+    /// a typo in a name must not create a phantom app.
     pub async fn set_config(&self, name: &str, config: AppConfig) -> Result<(), AdminError> {
         validate_app_name(name).map_err(AdminError::Invalid)?;
         let _guard = self.writer.lock().await;
+        self.require_deployed(name)?;
         let (app_name, stored) = (name.to_owned(), config.clone());
         self.blocking(move |db| db.set_config(&app_name, &stored))
             .await?;
@@ -410,6 +470,7 @@ impl AppRegistry {
             .validate(&self.host_limits)
             .map_err(AdminError::Invalid)?;
         let _guard = self.writer.lock().await;
+        self.require_deployed(name)?;
         let (app_name, stored) = (name.to_owned(), settings.clone());
         self.blocking(move |db| db.set_settings(&app_name, &stored))
             .await?;
@@ -440,6 +501,17 @@ impl AppRegistry {
         next.routes = routes;
         self.current.store(Arc::new(next));
         Ok(())
+    }
+
+    /// `NotFound` unless `name` has been deployed (it may have no active
+    /// version).
+    fn require_deployed(&self, name: &str) -> Result<(), AdminError> {
+        match self.snapshot().apps.get(name) {
+            Some(slot) if slot.active.is_some() => Ok(()),
+            _ => Err(AdminError::NotFound(format!(
+                "no app named {name:?} is deployed (deploy it first)"
+            ))),
+        }
     }
 
     async fn active_record(&self, name: &str) -> Result<Option<VersionRecord>, AdminError> {

@@ -45,6 +45,11 @@ impl PinTable {
         self.lock().peek(session_id).cloned()
     }
 
+    /// Put back a pin kept across a restart, idle for `idle`.
+    pub fn restore(&self, session_id: &str, app: Arc<LoadedApp>, idle: Duration) {
+        self.lock().insert_aged(session_id.to_owned(), app, idle);
+    }
+
     /// Forget a call's pin (the call ended).
     pub fn release(&self, session_id: &str) {
         self.lock().remove(session_id);

@@ -50,6 +50,12 @@ impl AdminTarget {
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Value> {
         let base = self.url.trim_end_matches('/');
+        // `--admin 127.0.0.1:8081` means the same as with `http://`.
+        let base = if base.contains("://") {
+            base.to_owned()
+        } else {
+            format!("http://{base}")
+        };
         let url = format!("{base}{path}");
         let mut request = Request::builder().method(method.clone()).uri(&url);
         if let Some(token) = &self.token {

@@ -46,7 +46,11 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    if !matches!(command, Command::Serve(_)) {
+        end_quietly_on_closed_pipe();
+    }
+    let result = match command {
         Command::Serve(args) => serve::run(args),
         Command::Deploy(args) => admin::deploy(args),
         Command::Apps(args) => admin::apps(args),
@@ -63,6 +67,19 @@ pub fn main() -> ExitCode {
             eprintln!("ivr-host: error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A client command whose output is piped into a reader that stops early
+/// (`ivr-host apps show X | head`) ends quietly, as other Unix tools do,
+/// instead of panicking on the failed write: Rust ignores `SIGPIPE`, so its
+/// default action is restored. Not for `serve`, whose sockets must see
+/// `EPIPE` as an error instead.
+fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores a signal's default disposition; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

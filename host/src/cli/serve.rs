@@ -9,12 +9,12 @@ use anyhow::Context as _;
 
 use crate::apps::{AppRegistry, RegistryPaths};
 use crate::config::{ServeArgs, Settings};
-use crate::edge::{self, AdminEdge, WebhookEdge};
+use crate::edge::{self, AdminEdge, ListenerLimits, WebhookEdge};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::IvrService;
 use crate::store::db::SqliteStore;
 use crate::store::sessions::SessionStore;
-use crate::store::{CallStateStore, ReplyCache};
+use crate::store::{CallJournal, CallStateStore, ReplyCache};
 
 /// Most calls with state at once.
 const MAX_CALLS_WITH_STATE: usize = 100_000;
@@ -46,6 +46,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ..RuntimeOptions::default()
     })?);
     let db_path = settings.data_dir.join("ivr.sqlite3");
+    refuse_a_lost_database(&settings)?;
     let db = Arc::new(SqliteStore::open(&db_path)?);
     let sessions = Arc::new(SessionStore::open(
         &db_path,
@@ -69,13 +70,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "apps ready"
     );
 
+    let calls = Arc::new(CallJournal::open(&settings.data_dir.join("calls.sqlite3"))?);
     let service = Arc::new(IvrService::new(
         runtime,
         registry,
         CallStateStore::new(MAX_CALLS_WITH_STATE, settings.call_idle_ttl),
         ReplyCache::new(MAX_REMEMBERED_REPLIES, REPLY_TTL),
         sessions,
+        calls.clone(),
     ));
+    service
+        .restore_calls(
+            settings.call_idle_ttl,
+            MAX_CALLS_WITH_STATE,
+            REPLY_TTL,
+            MAX_REMEMBERED_REPLIES,
+        )
+        .await
+        .context("restoring the calls in progress from calls.sqlite3")?;
+    let journal_pruning = tokio::spawn(prune_journal(calls, settings.call_idle_ttl));
 
     let webhook_listener = edge::bind(settings.listen, "webhooks").await?;
     let admin_listener = edge::bind(settings.admin_listen, "the admin API").await?;
@@ -86,13 +99,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             "no webhook auth header is configured (IVR_WEBHOOK_AUTH_HEADER): the webhook listener accepts unauthenticated requests"
         );
     }
-    tokio::spawn(prune_traces(service.sessions().clone(), settings.retention));
+    let pruning = tokio::spawn(prune_traces(service.sessions().clone(), settings.retention));
     if settings.admin_token.is_none() {
         tracing::warn!(
             "IVR_ADMIN_TOKEN is not set: the admin API on loopback {admin_addr} is open to local users"
         );
     }
 
+    let (webhook_connections, admin_connections) =
+        edge::connection_budget(settings.limits.max_connections);
+    tracing::info!(
+        webhook_connections,
+        admin_connections,
+        "connection limits (from --max-connections and the open file limit)"
+    );
+    let request_read = settings.limits.request_read;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let webhooks = tokio::spawn(edge::serve(
         webhook_listener,
@@ -100,7 +121,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             service: service.clone(),
             body_limit: settings.limits.webhook_body_bytes,
             auth_header: settings.webhook_auth_header.clone(),
+            read_timeout: request_read,
         }),
+        ListenerLimits {
+            max_connections: webhook_connections,
+            header_timeout: request_read,
+        },
         stop_rx.clone(),
     ));
     let admin = tokio::spawn(edge::serve(
@@ -110,6 +136,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             service: service.clone(),
             upload_limit: settings.limits.upload_bytes,
         }),
+        ListenerLimits {
+            max_connections: admin_connections,
+            header_timeout: request_read,
+        },
         stop_rx,
     ));
 
@@ -123,10 +153,59 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = stdout.flush();
 
     shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: refusing new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(webhooks, admin);
+    if !service.finish_deliveries(edge::DRAIN_TIMEOUT).await {
+        tracing::warn!(
+            "some session summaries were still being handed to apps {:?} after shutdown began",
+            edge::DRAIN_TIMEOUT
+        );
+    }
+    pruning.abort();
+    journal_pruning.abort();
+    let _ = pruning.await;
+    // The last holder of the session store: dropping it writes the queued
+    // trace records and joins the trace writer.
+    let sessions = service.sessions().clone();
+    drop(service);
+    match Arc::into_inner(sessions) {
+        Some(sessions) => {
+            let _ = tokio::task::spawn_blocking(move || drop(sessions)).await;
+        }
+        None => tracing::warn!("the session store is still in use; queued traces may be lost"),
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Refuse to start when the database is missing or empty but uploaded
+/// components are there: it was lost (deleted, truncated, a bad restore),
+/// and starting would silently serve with no apps, routes or summaries.
+fn refuse_a_lost_database(settings: &Settings) -> anyhow::Result<()> {
+    let db_path = settings.data_dir.join("ivr.sqlite3");
+    let db_size = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
+    if db_size > 0 || settings.fresh_database {
+        return Ok(());
+    }
+    let components = settings.data_dir.join("components");
+    let uploaded = std::fs::read_dir(&components)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+                .count()
+        })
+        .unwrap_or(0);
+    if uploaded == 0 {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the database {} is missing or empty, but {} holds {uploaded} uploaded component(s): \
+         the database was lost. Restore it from a backup, or start with --fresh-database \
+         (IVR_FRESH_DATABASE=1) to begin again with no apps, routes or summaries",
+        db_path.display(),
+        components.display()
+    )
 }
 
 /// Apply what the flags and the config file say, as if through the admin
@@ -184,6 +263,21 @@ async fn apply_startup_settings(registry: &AppRegistry, settings: &Settings) -> 
             .context("applying the configured routes")?;
     }
     Ok(())
+}
+
+/// Delete journaled calls idle past `call_ttl` and replies past their TTL,
+/// every minute.
+async fn prune_journal(calls: Arc<CallJournal>, call_ttl: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let calls = calls.clone();
+        match tokio::task::spawn_blocking(move || calls.prune(call_ttl, REPLY_TTL)).await {
+            Ok(Err(err)) => tracing::warn!("pruning the calls journal failed: {err:#}"),
+            Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "pruned the calls journal"),
+            _ => {}
+        }
+    }
 }
 
 /// Delete traces and summaries older than the retention, hourly.

@@ -3,13 +3,13 @@
 //! bearer token when one is configured.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::http::{self, HttpResponse};
 use super::webhooks::health;
@@ -22,6 +22,10 @@ use crate::store::sessions::SessionFilter;
 
 /// Largest JSON body accepted for routes, config and rollback requests.
 const JSON_BODY_LIMIT: usize = 1024 * 1024;
+/// Time allowed to receive a JSON body.
+const JSON_BODY_TIME: Duration = Duration::from_secs(10);
+/// Time allowed to receive an uploaded component (32 MiB at 300 KB/s).
+const UPLOAD_TIME: Duration = Duration::from_secs(120);
 
 /// What the admin listener needs.
 pub struct AdminEdge {
@@ -48,7 +52,7 @@ impl AdminEdge {
             return health(&request);
         }
         if let Some(refusal) = self.refuse_unauthorized(&request) {
-            return refusal;
+            return http::refuse(request, refusal).await;
         }
         let apps = self.service.apps();
         let method = request.method().clone();
@@ -202,7 +206,7 @@ impl AdminEdge {
         name: &str,
         request: Request<Incoming>,
     ) -> HttpResponse {
-        let bytes = match http::read_body(request, self.upload_limit).await {
+        let bytes = match http::read_body(request, self.upload_limit, UPLOAD_TIME).await {
             Ok(bytes) => bytes,
             Err(response) => return response,
         };
@@ -230,7 +234,7 @@ impl AdminEdge {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         match presented {
-            Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => None,
+            Some(p) if http::constant_time_eq(p.as_bytes(), token.as_bytes()) => None,
             Some(_) => Some(http::error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -250,7 +254,7 @@ async fn read_json<T: for<'de> Deserialize<'de> + Default>(
     request: Request<Incoming>,
     empty_ok: bool,
 ) -> Result<T, HttpResponse> {
-    let bytes: Bytes = http::read_body(request, JSON_BODY_LIMIT).await?;
+    let bytes: Bytes = http::read_body(request, JSON_BODY_LIMIT, JSON_BODY_TIME).await?;
     if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -281,11 +285,6 @@ fn to_json<T: serde::Serialize>(status: StatusCode, result: Result<T, AdminError
     }
 }
 
-/// Compare two secrets in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.ct_eq(b).into()
-}
-
 /// Parse `status=&app=&since=&until=&limit=` (limit default 50, at most 1000).
 fn session_filter(query: &str) -> Result<SessionFilter, String> {
     let mut filter = SessionFilter {
@@ -296,7 +295,8 @@ fn session_filter(query: &str) -> Result<SessionFilter, String> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode(value).ok_or_else(|| format!("{key}: bad percent-encoding"))?;
         match key {
-            "status" => filter.status = Some(value),
+            // 8x8's statuses are upper case; `error` means `ERROR`.
+            "status" => filter.status = Some(value.to_ascii_uppercase()),
             "app" => filter.app = Some(value),
             "since" | "until" => {
                 let at: jiff::Timestamp = value

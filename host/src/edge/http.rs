@@ -1,14 +1,21 @@
 //! HTTP plumbing shared by the listeners: JSON answers, JSON errors, body
 //! limits.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 /// Every answer the host gives.
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Compare two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
+}
 
 /// `status` with a JSON body.
 pub fn json(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
@@ -49,9 +56,50 @@ pub fn not_found(path: &str) -> HttpResponse {
     )
 }
 
-/// Read the whole body, refusing (`413`) anything over `limit` bytes
-/// without reading past it.
-pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, HttpResponse> {
+/// Most bytes of an unwanted body read and thrown away before an early
+/// answer (`401`, `413`), so that a client that sends its whole body before
+/// reading (no `Expect: 100-continue`) gets the status instead of a reset.
+const LINGER_BYTES: usize = 1 << 20;
+/// Most time spent throwing an unwanted body away.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Mark `response` as the connection's last: hyper closes it once sent.
+pub fn closing(mut response: HttpResponse) -> HttpResponse {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Answer early without the body: read and discard what the client is
+/// still sending (up to [`LINGER_BYTES`], for at most [`LINGER_TIME`]),
+/// then send `response` and close the connection.
+pub async fn refuse(request: Request<Incoming>, response: HttpResponse) -> HttpResponse {
+    let mut body = request.into_body();
+    let _ = tokio::time::timeout(LINGER_TIME, discard(&mut body, LINGER_BYTES)).await;
+    closing(response)
+}
+
+/// Read and drop up to `bound` bytes of `body`.
+async fn discard(body: &mut Incoming, bound: usize) {
+    let mut seen = 0usize;
+    while seen < bound {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
+    }
+}
+
+/// Read the whole body within `deadline`, refusing (`413`) anything over
+/// `limit` bytes and (`408`) a body sent too slowly. Over the limit, the
+/// rest is read and discarded up to a bound before the answer, so that the
+/// client hears it.
+pub async fn read_body(
+    request: Request<Incoming>,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, HttpResponse> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -65,15 +113,40 @@ pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
+        return Err(refuse(request, too_large()).await);
     }
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(err) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "could not read the body",
-            err,
-        )),
+    let mut body = request.into_body();
+    let collect = async {
+        let expected = declared.map_or(0, |len| len as usize);
+        let mut collected = BytesMut::with_capacity(expected);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| {
+                closing(error(
+                    StatusCode::BAD_REQUEST,
+                    "could not read the body",
+                    err,
+                ))
+            })?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            if collected.len() + data.len() > limit {
+                let _ = tokio::time::timeout(LINGER_TIME, discard(&mut body, LINGER_BYTES)).await;
+                return Err(closing(too_large()));
+            }
+            collected.extend_from_slice(data);
+        }
+        Ok(collected.freeze())
+    };
+    match tokio::time::timeout(deadline, collect).await {
+        Ok(result) => result,
+        Err(_) => Err(closing(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request timeout",
+            format!(
+                "the body was not received within {} s",
+                deadline.as_secs_f64()
+            ),
+        ))),
     }
 }

@@ -1,8 +1,8 @@
 //! The webhook listener: the URLs 8x8 posts to, and the health check.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
@@ -17,6 +17,8 @@ pub struct WebhookEdge {
     pub body_limit: usize,
     /// The `Authorization` value 8x8 must send (the webhook's `httpAuthHeader`); `None`: open.
     pub auth_header: Option<String>,
+    /// Time allowed to receive a body.
+    pub read_timeout: Duration,
 }
 
 impl WebhookEdge {
@@ -33,30 +35,22 @@ impl WebhookEdge {
                         .headers()
                         .get(hyper::header::AUTHORIZATION)
                         .map(|v| v.as_bytes());
-                    match presented {
-                        Some(p) if super::admin::constant_time_eq(p, expected.as_bytes()) => {}
-                        Some(_) => {
-                            return http::error(
-                                StatusCode::UNAUTHORIZED,
-                                "unauthorized",
-                                "wrong Authorization header",
-                            );
-                        }
-                        None => {
-                            return http::error(
-                                StatusCode::UNAUTHORIZED,
-                                "unauthorized",
-                                "missing Authorization header",
-                            );
-                        }
+                    let refusal = match presented {
+                        Some(p) if http::constant_time_eq(p, expected.as_bytes()) => None,
+                        Some(_) => Some("wrong Authorization header"),
+                        None => Some("missing Authorization header"),
+                    };
+                    if let Some(reason) = refusal {
+                        let answer = http::error(StatusCode::UNAUTHORIZED, "unauthorized", reason);
+                        return http::refuse(request, answer).await;
                     }
                 }
-                let body = match http::read_body(request, self.body_limit).await {
-                    // The body is a slice of the connection's read buffer,
-                    // and its trace record keeps it until the trace writer
-                    // runs: an exact copy lets hyper reuse that buffer
-                    // instead of allocating a new one for every request.
-                    Ok(body) => Bytes::copy_from_slice(&body),
+                // The body is read into a buffer of its own (not a slice of
+                // the connection's read buffer, which its trace record would
+                // keep alive until the trace writer runs).
+                let body = match http::read_body(request, self.body_limit, self.read_timeout).await
+                {
+                    Ok(body) => body,
                     Err(response) => return response,
                 };
                 match self.service.handle_webhook(body).await {
@@ -66,15 +60,35 @@ impl WebhookEdge {
                         http::error(StatusCode::BAD_REQUEST, "invalid webhook", err)
                     }
                     Answer::StorageFailed(err) => {
+                        // The storage's own words stay in the log: they are
+                        // the host's internals, not 8x8's business.
                         tracing::error!("could not store a session summary: {err}");
-                        http::error(StatusCode::INTERNAL_SERVER_ERROR, "storage failed", err)
+                        http::error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "storage failed",
+                            "the summary could not be stored; deliver it again",
+                        )
                     }
                 }
             }
             "/healthz" => health(&request),
+            _ if is_admin_path(&path) => http::error(
+                hyper::StatusCode::NOT_FOUND,
+                "not found",
+                format!(
+                    "no such path on the webhook listener: {path}; the admin API is served by the admin listener (--admin-listen, default 127.0.0.1:8081)"
+                ),
+            ),
             _ => http::not_found(&path),
         }
     }
+}
+
+/// A path of the admin API, asked of the webhook listener by mistake.
+fn is_admin_path(path: &str) -> bool {
+    ["/apps", "/routes", "/sessions", "/stats", "/metrics"]
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
 }
 
 /// `GET /healthz`: `200` once the listener accepts connections.

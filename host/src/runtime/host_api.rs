@@ -147,10 +147,14 @@ impl EventCtx {
         (std::mem::take(&mut self.call.state), output)
     }
 
+    /// One guest log line, under the `guest` target with the call's ids;
+    /// control characters are escaped so a message cannot start a line of
+    /// its own that looks like the host's.
     fn emit(&mut self, level: types::Level, message: &str) {
         if !self.log_budget.admit(message.len()) {
             return;
         }
+        let message = super::escape_controls(message);
         let (app, version, session) =
             (&*self.call.app, &*self.call.version, &*self.call.session_id);
         match level {

@@ -323,7 +323,7 @@ impl Runtime {
                 }
                 Ok(convert::reply_from_wit(reply))
             }
-            Ok((_, Err(app_error))) => Err(Fault::AppError(app_error.message)),
+            Ok((_, Err(app_error))) => Err(Fault::AppError(guest_text(&app_error.message))),
             Err(fault) => Err(fault),
         };
         GuestOutcome {
@@ -449,7 +449,7 @@ fn classify(err: wasmtime::Error, memory_exceeded: bool) -> Fault {
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Fault::Deadline("the guest ran past its run-time limit".into()),
-        Some(_) | None => Fault::Trap(format!("{err:?}")),
+        Some(_) | None => Fault::Trap(guest_text(&format!("{err:?}"))),
     }
 }
 
@@ -580,6 +580,48 @@ impl Fault {
             Fault::LogFlood(_) => "log_flood",
         }
     }
+}
+
+/// Most bytes of guest-derived text a fault carries into a log line, a
+/// trace or an API answer (an app's error message, a trap's backtrace, a
+/// reply rule quoting the offending value).
+pub const MAX_GUEST_TEXT_BYTES: usize = 2048;
+
+/// Guest-derived text made safe to log, trace and answer with: control
+/// characters (newline, carriage return, escape sequences...) escaped, so
+/// it can never start a line of its own that looks like the host's, and
+/// cut to [`MAX_GUEST_TEXT_BYTES`] with the original size named.
+pub fn guest_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_GUEST_TEXT_BYTES) + 48);
+    for (at, c) in text.char_indices() {
+        if out.len() >= MAX_GUEST_TEXT_BYTES {
+            out.push_str(&format!("… [cut at {at} of {} bytes]", text.len()));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` with its control characters escaped (`\n`, `\r`, `\u{1b}`...),
+/// borrowed when it has none.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Why a component was refused.

@@ -36,6 +36,13 @@ impl CallStateStore {
         }
     }
 
+    /// Put back a call's state kept across a restart, idle for `idle`.
+    pub fn restore(&self, session_id: &str, values: CallState, idle: Duration) {
+        if !values.is_empty() {
+            self.lock().insert_aged(session_id.to_owned(), values, idle);
+        }
+    }
+
     /// Forget a call (it ended).
     pub fn remove(&self, session_id: &str) {
         self.lock().remove(session_id);

@@ -1,8 +1,9 @@
 //! Where the host keeps what outlives one event: metadata in SQLite,
-//! component files, and (in memory) per-call state and the replies already
-//! given.
+//! component files, per-call state and the replies already given (in
+//! memory, journaled to disk for restarts).
 
 pub mod call_state;
+pub mod calls;
 pub mod db;
 pub mod files;
 pub mod recent;
@@ -10,6 +11,7 @@ pub mod replies;
 pub mod sessions;
 
 pub use call_state::CallStateStore;
+pub use calls::CallJournal;
 pub use replies::ReplyCache;
 
 /// Page size of a new database (ignored for an existing one). Traces are

@@ -67,7 +67,14 @@ impl<K: Hash + Eq, V> RecentMap<K, V> {
     /// Insert or replace `key`'s entry as the most recently used, after
     /// dropping expired entries and, when still full, the least recently used.
     pub fn insert(&mut self, key: K, value: V) {
+        self.insert_aged(key, value, Duration::ZERO);
+    }
+
+    /// Insert `key`'s entry as last used `age` ago (restoring entries kept
+    /// elsewhere: insert them oldest first, so the use order holds).
+    pub fn insert_aged(&mut self, key: K, value: V, age: Duration) {
         let now = Instant::now();
+        let used = now.checked_sub(age).unwrap_or(now);
         self.entries.remove(&key);
         while let Some((_, oldest)) = self.entries.front() {
             let expired = now.duration_since(oldest.used) >= self.ttl;
@@ -76,7 +83,7 @@ impl<K: Hash + Eq, V> RecentMap<K, V> {
             }
             self.entries.pop_front();
         }
-        self.entries.insert(key, Timed { used: now, value });
+        self.entries.insert(key, Timed { used, value });
     }
 
     /// Remove `key`'s entry, returning its value.

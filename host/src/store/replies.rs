@@ -1,6 +1,12 @@
-//! Exactly-once decisions: the first reply to each `eventId`, kept for a
-//! while so that a repeated delivery gets the same bytes and the guest does
-//! not run twice — also when the repeat arrives while the first is running.
+//! Exactly-once decisions: the first reply to each event, kept for a while
+//! so that a repeated delivery gets the same bytes and the guest does not
+//! run twice — also when the repeat arrives while the first is running.
+//!
+//! An event is its (`sessionId`, `eventId`) pair: the same `eventId` posted
+//! for another call is that call's own new event, decided for it, never
+//! answered with the first call's reply (which may carry that caller's
+//! data). A 400 would also keep the reply in its call, but would fail a
+//! genuine call whose id collided; deciding it anew costs nothing extra.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -10,7 +16,7 @@ use tokio::sync::OnceCell;
 
 use super::recent::RecentMap;
 
-/// Replies by event id, bounded and expiring.
+/// Replies by (session id, event id), bounded and expiring.
 pub struct ReplyCache {
     inner: Mutex<RecentMap<String, Arc<OnceCell<Bytes>>>>,
 }
@@ -23,26 +29,41 @@ impl ReplyCache {
         }
     }
 
-    /// The reply for `event_id`: the stored one, or the one `decide`
-    /// produces (run once even when deliveries race).
-    pub async fn get_or_decide<F, Fut>(&self, event_id: &str, decide: F) -> Bytes
+    /// The reply to `event_id` of `session_id`: the stored one, or the one
+    /// `decide` produces (run once even when deliveries race).
+    pub async fn get_or_decide<F, Fut>(&self, session_id: &str, event_id: &str, decide: F) -> Bytes
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Bytes>,
     {
-        let cell = self.slot(event_id);
+        let cell = self.slot(event_key(session_id, event_id));
         cell.get_or_init(decide).await.clone()
     }
 
-    fn slot(&self, event_id: &str) -> Arc<OnceCell<Bytes>> {
+    /// Put back a reply kept across a restart, given `age` ago.
+    pub fn restore(&self, session_id: &str, event_id: &str, reply: Bytes, age: Duration) {
+        let cell = Arc::new(OnceCell::new_with(Some(reply)));
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert_aged(event_key(session_id, event_id), cell, age);
+    }
+
+    fn slot(&self, key: String) -> Arc<OnceCell<Bytes>> {
         let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(reply) = map.peek(event_id) {
+        if let Some(reply) = map.peek(&key) {
             return reply.clone();
         }
         let reply = Arc::new(OnceCell::new());
-        map.insert(event_id.to_owned(), reply.clone());
+        map.insert(key, reply.clone());
         reply
     }
+}
+
+/// One key for a (session, event) pair, unambiguous whatever characters
+/// either id holds: the session id's length comes first.
+fn event_key(session_id: &str, event_id: &str) -> String {
+    format!("{}:{session_id}{event_id}", session_id.len())
 }
 
 #[cfg(test)]
@@ -61,10 +82,36 @@ mod tests {
                 Bytes::from_static(text.as_bytes())
             }
         };
-        assert_eq!(cache.get_or_decide("e1", decide("first")).await, "first");
-        assert_eq!(cache.get_or_decide("e1", decide("second")).await, "first");
-        assert_eq!(cache.get_or_decide("e2", decide("other")).await, "other");
+        assert_eq!(
+            cache.get_or_decide("s", "e1", decide("first")).await,
+            "first"
+        );
+        assert_eq!(
+            cache.get_or_decide("s", "e1", decide("second")).await,
+            "first"
+        );
+        assert_eq!(
+            cache.get_or_decide("s", "e2", decide("other")).await,
+            "other"
+        );
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_same_event_id_in_another_session_is_another_event() {
+        let cache = ReplyCache::new(10, Duration::from_secs(60));
+        let reply = |text: &'static str| move || async move { Bytes::from_static(text.as_bytes()) };
+        assert_eq!(
+            cache.get_or_decide("a", "e1", reply("for a")).await,
+            "for a"
+        );
+        assert_eq!(
+            cache.get_or_decide("b", "e1", reply("for b")).await,
+            "for b"
+        );
+        // Ids that concatenate alike stay apart.
+        assert_eq!(cache.get_or_decide("a", "be1", reply("ab")).await, "ab");
+        assert_eq!(cache.get_or_decide("ab", "e1", reply("ab2")).await, "ab2");
     }
 
     #[tokio::test]
@@ -72,7 +119,7 @@ mod tests {
         let cache = ReplyCache::new(2, Duration::from_secs(60));
         for id in ["a", "b", "c"] {
             cache
-                .get_or_decide(id, || async { Bytes::from_static(b"x") })
+                .get_or_decide("s", id, || async { Bytes::from_static(b"x") })
                 .await;
         }
         assert_eq!(cache.inner.lock().unwrap().len(), 2);

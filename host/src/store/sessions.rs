@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::protocol::summary::{SessionSummary, error_code_meaning};
 
@@ -52,12 +53,13 @@ pub struct TraceRecord {
     /// The fault, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
-    /// The webhook body as received.
+    /// The webhook body as received (verbatim: numbers out of `f64`'s range
+    /// and deep nesting, which 8x8's JSON may hold, are kept as sent).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request: Option<Value>,
+    pub request: Option<Box<RawValue>>,
     /// The reply sent back (a callflow), when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply: Option<Value>,
+    pub reply: Option<Box<RawValue>>,
     /// The body's bytes (parsed into `request` by the writer, off the reply's path).
     #[serde(skip)]
     pub request_bytes: Option<bytes::Bytes>,
@@ -99,9 +101,9 @@ pub struct SessionTrace {
     pub info: SessionInfo,
     /// Every recorded event, in order.
     pub events: Vec<TraceRecord>,
-    /// The stored summary, verbatim.
+    /// The stored summary, verbatim (whatever its numbers and nesting).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub summary: Option<Value>,
+    pub summary: Option<Box<RawValue>>,
 }
 
 /// Filters of `GET /sessions`.
@@ -328,8 +330,8 @@ impl SessionStore {
             .filter_map(Result::ok)
             .filter_map(|(json, request, reply)| {
                 let mut record = record_from_json(serde_json::from_str::<Value>(&json).ok()?);
-                record.request = request.and_then(|r| serde_json::from_str(&r).ok());
-                record.reply = reply.and_then(|r| serde_json::from_str(&r).ok());
+                record.request = request.and_then(|r| RawValue::from_string(r).ok());
+                record.reply = reply.and_then(|r| RawValue::from_string(r).ok());
                 Some(record)
             })
             .collect();
@@ -340,7 +342,7 @@ impl SessionStore {
                 |row| row.get::<_, String>(0),
             )
             .optional()?
-            .and_then(|j| serde_json::from_str(&j).ok());
+            .and_then(|j| RawValue::from_string(j).ok());
         Ok(Some(SessionTrace {
             info,
             events,
@@ -506,6 +508,7 @@ fn session_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
 }
 
 fn record_from_json(value: Value) -> TraceRecord {
+    let raw = |v: &Value| RawValue::from_string(v.to_string()).ok();
     let text = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
     TraceRecord {
         session_id: text("session_id").unwrap_or_default(),
@@ -520,8 +523,8 @@ fn record_from_json(value: Value) -> TraceRecord {
         elapsed_us: value.get("elapsed_us").and_then(Value::as_u64),
         fault_kind: text("fault_kind"),
         fault: text("fault"),
-        request: value.get("request").cloned(),
-        reply: value.get("reply").cloned(),
+        request: value.get("request").and_then(raw),
+        reply: value.get("reply").and_then(raw),
         request_bytes: None,
         reply_bytes: None,
     }
@@ -866,7 +869,10 @@ mod tests {
         let store = open_in(dir.path());
         let trace = store.session("old").unwrap().unwrap();
         assert_eq!(trace.events.len(), 2);
-        assert_eq!(trace.events[0].request, Some(serde_json::json!({"a": 1})));
+        assert_eq!(
+            trace.events[0].request.as_ref().map(|r| r.get()),
+            Some(r#"{"a":1}"#)
+        );
         assert_eq!(trace.info.app.as_deref(), Some("menu"));
         assert_eq!(trace.info.version, Some(3));
         assert_eq!(trace.info.status, "COMPLETED");

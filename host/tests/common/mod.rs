@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -106,6 +106,34 @@ impl Host {
     /// Start in `dir`: its `data/` is the data directory, the log is appended
     /// to `host.log`.
     pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Host {
+        Self::launch(Self::command(dir, args, env), dir)
+    }
+
+    /// Start with at most `files` open file descriptors (soft and hard limit).
+    pub fn start_with_open_files(args: &[&str], files: u64) -> Host {
+        use std::os::unix::process::CommandExt as _;
+        let owned = tempfile::tempdir().expect("temp dir");
+        let mut command = Self::command(owned.path(), args, &[]);
+        // SAFETY: only setrlimit, async-signal-safe, runs in the child.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: files,
+                    rlim_max: files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut host = Self::launch(command, owned.path());
+        host._owned = Some(owned);
+        host
+    }
+
+    /// The `ivr-host serve` command for `dir`, its log appended to `host.log`.
+    fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -126,6 +154,11 @@ impl Host {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        command
+    }
+
+    /// Spawn `command` and wait for its ready line.
+    fn launch(mut command: Command, dir: &Path) -> Host {
         let mut child = command.spawn().expect("starting ivr-host");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -174,6 +207,26 @@ impl Host {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Ask the process to stop (SIGTERM), without waiting.
+    pub fn terminate(&self) {
+        // SAFETY: sends a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+
+    /// Wait (at most `limit`) for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Kill the process with SIGKILL (no chance to clean up) and wait for it.
@@ -228,6 +281,22 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Poll `GET /sessions/{id}` until `ready` holds.
+pub fn trace_until(host: &Host, session: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, trace) = host.admin_call("GET", &format!("/sessions/{session}"), None);
+        if status == 200 && ready(&trace) {
+            return trace;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace of {session} never got ready: {status} {trace}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

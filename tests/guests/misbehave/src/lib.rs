@@ -121,6 +121,30 @@ impl IvrApp for Misbehave {
                     .say(format!("events seen {seen}, dirty bytes {dirty}"))
                     .hangup())
             }
+            "huge-error" => Err(Error::new(format!("{}\nINFO forged", "e".repeat(4 << 20)))),
+            "huge-number" => {
+                Ok(Reply::new().then(MakeCall::new("+6561115777", "9".repeat(4 << 20))))
+            }
+            "forge-log" => {
+                ivr_sdk::log::info(
+                    "innocent\nFORGED-HOST-LINE ivr_host: all is well\r\x1b[2Jcleared",
+                );
+                println!("stdout too\rFORGED-STDOUT-LINE");
+                Ok(Reply::new().say("Logged.").hangup())
+            }
+            "count" => {
+                // A decision that differs each time it is made in a call:
+                // shows whether a repeated delivery ran the guest again.
+                let count = ivr_sdk::state::get("count")
+                    .and_then(|c| c.parse::<u32>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                ivr_sdk::state::set("count", &count.to_string());
+                Ok(Reply::new()
+                    .client_action_id("counting")
+                    .say(format!("Count {count}."))
+                    .hangup())
+            }
             "print" => {
                 println!("hello from the guest's stdout");
                 eprintln!("hello from the guest's stderr");
@@ -133,6 +157,10 @@ impl IvrApp for Misbehave {
     /// Logs what it heard, with the call's state, so tests can see the call
     /// ended on this version.
     fn session_ended(summary: &ivr_sdk::SessionSummary) {
+        if summary.session_status == "SLOW" {
+            // A delivery still running when the host is told to stop.
+            std::thread::sleep(std::time::Duration::from_millis(800));
+        }
         let state = ivr_sdk::state::get("written").unwrap_or_else(|| "nothing".into());
         ivr_sdk::log::info(&format!(
             "summary heard: session {} ended {} with state {state}",
