@@ -221,4 +221,17 @@ fn a_repeated_delivery_gets_the_first_reply() {
     for _ in 0..3 {
         assert_eq!(host.vca(&event), first);
     }
+    // A repeat arriving after the call's state changed: decided again, it
+    // would read the balance from the state instead of asking.
+    call.client_action_id = Some("main-1".into());
+    let balance_choice = call.event(Some("1"));
+    let asked = host.vca(&balance_choice);
+    assert_eq!(asked, account_prompt(1, ""));
+    call.client_action_id = Some("account-1".into());
+    host.vca(&call.event(Some("12345678#")));
+    assert_eq!(
+        host.vca(&balance_choice),
+        asked,
+        "the repeat was decided again"
+    );
 }

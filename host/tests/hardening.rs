@@ -174,7 +174,10 @@ fn connections(base: &str, n: usize, head: &[u8]) -> Vec<std::net::TcpStream> {
     let addr = base.trim_start_matches("http://");
     (0..n)
         .map(|_| {
-            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            let addr: std::net::SocketAddr = addr.parse().unwrap();
+            let mut stream =
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+                    .expect("connect");
             stream.write_all(head).expect("send");
             stream
         })
@@ -204,7 +207,7 @@ fn answer_of(stream: &mut std::net::TcpStream) -> String {
 fn slow_and_idle_clients_are_cut_off_while_calls_keep_being_answered() {
     use std::time::{Duration, Instant};
     let app = format!("bank={}", guest("bank-menu").display());
-    let host = Host::start(&["--app", &app, "--request-read-secs", "3"]);
+    let host = Host::start_with_env(&["--app", &app], &[("IVR_REQUEST_READ_SECS", "3")]);
     let slow_head = b"POST /webhooks/vca HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{";
     let chunked_head = b"POST /webhooks/vca HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\n{";
     let mut slow = connections(&host.webhooks, 250, slow_head);
@@ -330,6 +333,35 @@ fn a_stored_summary_is_shown_whatever_its_numbers_and_nesting() {
     }
 }
 
+/// Run `ivr-host serve` as `command` says, expecting it to refuse to start:
+/// its error output. Fails if it is still serving after 15 s.
+fn refused_start(command: &mut std::process::Command) -> String {
+    let errors = tempfile::NamedTempFile::new().unwrap();
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(errors.reopen().unwrap())
+        .spawn()
+        .expect("running ivr-host");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ivr-host started and kept serving:\n{}",
+                std::fs::read_to_string(errors.path()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(errors.path()).unwrap_or_default();
+    assert!(!status.success(), "{stderr}");
+    stderr
+}
+
 /// Run the `ivr-host` command line (not `serve`) against `host`'s admin API.
 fn cli(host: &Host, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
@@ -362,28 +394,40 @@ fn configuration_for_an_app_that_does_not_exist_is_refused_and_routing_is_unchan
 
     // A typo at start is refused, naming the app.
     drop(host);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
-        .args(common::SERVE_ON_EPHEMERAL_PORTS)
-        .arg(dir.path().join("data"))
-        .args(["--app-config", "helo.greeting=hi"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("\"helo\""));
+    let stderr = refused_start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
+            .args(common::SERVE_ON_EPHEMERAL_PORTS)
+            .arg(dir.path().join("data"))
+            .args(["--app-config", "helo.greeting=hi"]),
+    );
+    assert!(stderr.contains("\"helo\""), "{stderr}");
 }
 
 #[test]
-fn rolling_back_an_unknown_app_is_404() {
+fn an_app_never_deployed_cannot_be_rolled_back_or_change_routing() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start_admin(dir.path(), &[]);
-    let (status, body) = host.admin_call("POST", "/apps/nosuch/rollback", None);
-    assert_eq!(status, 404, "{body}");
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("no app named")
-    );
+    host.deploy("bank", &guest("bank-menu"));
+    host.kill();
+    // A database from before: configuration once created an app with no
+    // version ("phantom").
+    let db = rusqlite::Connection::open(dir.path().join("data/ivr.sqlite3")).unwrap();
+    db.execute(
+        "INSERT INTO apps (name, active_version) VALUES ('nosuch', NULL)",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let host = Host::start_admin(dir.path(), &[]);
+    for name in ["nosuch", "never"] {
+        let (status, body) = host.admin_call("POST", &format!("/apps/{name}/rollback"), None);
+        assert_eq!(status, 404, "{body}");
+        let detail = body["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("no app named"), "{detail}");
+    }
+    // bank is the only app with a version: it still answers every call.
+    let mut call = Call::new();
+    assert_eq!(call.step(&host, None)["clientActionId"], "main-1");
 }
 
 #[test]
@@ -420,13 +464,11 @@ fn a_lost_database_beside_uploaded_components_is_refused_at_start() {
         let _ = std::fs::remove_file(data.join(file));
     }
     std::fs::write(data.join("ivr.sqlite3"), b"").unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
-        .args(common::SERVE_ON_EPHEMERAL_PORTS)
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "started on a lost database");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
+            .args(common::SERVE_ON_EPHEMERAL_PORTS)
+            .arg(&data),
+    );
     assert!(
         stderr.contains("missing or empty") && stderr.contains("--fresh-database"),
         "{stderr}"
@@ -446,16 +488,14 @@ fn an_empty_admin_token_in_the_config_file_is_no_token() {
         "admin_token = \"\"\nadmin_listen = \"0.0.0.0:0\"\n",
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
-        .env_remove("IVR_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .env_remove("IVR_ADMIN_TOKEN"),
+    );
     assert!(stderr.contains("without a token"), "{stderr}");
 }
 
