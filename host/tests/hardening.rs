@@ -664,3 +664,53 @@ fn a_call_survives_kill_9_on_its_version_with_its_state_and_its_replies() {
     let mut new_call = Call::new();
     assert_eq!(new_call.step(&host, None)["clientActionId"], "main-1");
 }
+
+/// Send a whole request (headers and `body`) without waiting for an early
+/// answer, as clients without `Expect: 100-continue` do; then read the
+/// answer. `Err` names what the client saw instead.
+fn send_whole_then_read(base: &str, head: &str, body: &[u8]) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let request = format!("{head}content-length: {}\r\n\r\n", body.len());
+    stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .map_err(|err| format!("sending: {err}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|err| format!("reading: {err}"))?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn early_answers_reach_clients_that_send_the_whole_body_first() {
+    let app = format!("bank={}", guest("bank-menu").display());
+    let host = Host::start_with_env(
+        &["--app", &app],
+        &[("IVR_WEBHOOK_AUTH_HEADER", "Basic secret")],
+    );
+    let body = vec![b' '; 6 << 20];
+    for (head, status) in [
+        // Unauthorized: refused before the body is read.
+        ("POST /webhooks/vca HTTP/1.1\r\nhost: x\r\n", "HTTP/1.1 401"),
+        // Over the 64 KiB limit, declared up front.
+        (
+            "POST /webhooks/vca HTTP/1.1\r\nhost: x\r\nauthorization: Basic secret\r\n",
+            "HTTP/1.1 413",
+        ),
+    ] {
+        for _ in 0..5 {
+            let answer = send_whole_then_read(&host.webhooks, head, &body);
+            assert!(
+                answer.as_ref().is_ok_and(|a| a.starts_with(status)),
+                "expected {status}, the client saw {answer:?}"
+            );
+        }
+    }
+    let (status, _) = common::request("GET", &format!("{}/healthz", host.webhooks), None, &[]);
+    assert_eq!(status, 200);
+}

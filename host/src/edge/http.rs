@@ -59,7 +59,7 @@ pub fn not_found(path: &str) -> HttpResponse {
 /// Most bytes of an unwanted body read and thrown away before an early
 /// answer (`401`, `413`), so that a client that sends its whole body before
 /// reading (no `Expect: 100-continue`) gets the status instead of a reset.
-const LINGER_BYTES: usize = 1 << 20;
+const LINGER_BYTES: usize = 8 << 20;
 /// Most time spent throwing an unwanted body away.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 
