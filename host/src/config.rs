@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// seconds [default: 7200].
     #[arg(long, env = "IVR_CALL_IDLE_SECS", value_name = "SECS")]
     pub call_idle_secs: Option<u64>,
+    /// Guest instances that may exist at once, across all apps (the pooling
+    /// allocator's slots); an event finding none free within 50 ms gets the
+    /// fallback as `overloaded` [default: 256].
+    #[arg(long, env = "IVR_MAX_INSTANCES", value_name = "N")]
+    pub max_instances: Option<u32>,
     /// Most open connections on the webhook listener; more are refused with
     /// `503` [default: 4096, less when the file descriptor limit is lower].
     #[arg(long, env = "IVR_MAX_CONNECTIONS", value_name = "N")]
@@ -206,6 +211,7 @@ struct FileLimits {
     fuel: Option<bool>,
     max_connections: Option<usize>,
     request_read_secs: Option<u64>,
+    max_instances: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +241,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time allowed to read a request's headers, and again its body.
     pub request_read: Duration,
+    /// Guest instances that may exist at once, across all apps.
+    pub max_instances: u32,
 }
 
 /// The resolved settings of `ivr-host serve`.
@@ -354,6 +362,10 @@ impl Settings {
             .max_connections
             .or(file.limits.max_connections)
             .unwrap_or(4096);
+        let max_instances = args
+            .max_instances
+            .or(file.limits.max_instances)
+            .unwrap_or(256);
         let request_read_secs = args
             .request_read_secs
             .or(file.limits.request_read_secs)
@@ -371,6 +383,7 @@ impl Settings {
             || app_concurrency == 0
             || call_idle_secs == 0
             || max_connections == 0
+            || max_instances == 0
             || request_read_secs == 0
         {
             bail!("limits must be greater than zero");
@@ -435,6 +448,7 @@ impl Settings {
                 app_concurrency,
                 max_connections,
                 request_read: Duration::from_secs(request_read_secs),
+                max_instances,
             },
         };
         if let Some(name) = &settings.default_app {

@@ -48,6 +48,9 @@ pub struct IvrService {
     states: CallStateStore,
     replies: ReplyCache,
     slots: ConcurrencySlots,
+    /// One permit per guest instance slot: every app's events together
+    /// never ask the pool for more than it has.
+    instances: Arc<Semaphore>,
     sessions: Arc<SessionStore>,
     calls: Arc<CallJournal>,
     deliveries: Arc<InFlight>,
@@ -100,14 +103,15 @@ impl IvrService {
         calls: Arc<CallJournal>,
     ) -> Self {
         Self {
-            runtime,
             apps,
             states,
             replies,
+            instances: Arc::new(Semaphore::new(runtime.max_instances() as usize)),
             slots: ConcurrencySlots::default(),
             sessions,
             calls,
             deliveries: Arc::default(),
+            runtime,
         }
     }
 
@@ -451,6 +455,15 @@ impl IvrService {
         run: impl Future<Output = R>,
     ) -> Result<R, Fault> {
         let _permit = self.slots.acquire(&app.name, limits.max_concurrent).await?;
+        let _instance = acquire_within(&self.instances, QUEUE_WAIT)
+            .await
+            .ok_or_else(|| {
+                Fault::Overloaded(format!(
+                    "all {} guest instance slots are in use; waited {} ms",
+                    self.runtime.max_instances(),
+                    QUEUE_WAIT.as_millis()
+                ))
+            })?;
         let wall_clock = limits.guest.run_time + WALL_CLOCK_GRACE;
         tokio::time::timeout(wall_clock, run).await.map_err(|_| {
             Fault::Deadline(format!(
@@ -498,17 +511,27 @@ impl ConcurrencySlots {
             }
             entry.1.clone()
         };
-        if let Ok(permit) = semaphore.clone().try_acquire_owned() {
-            return Ok(permit);
-        }
-        match tokio::time::timeout(QUEUE_WAIT, semaphore.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(Fault::Overloaded(format!(
+        acquire_within(&semaphore, QUEUE_WAIT).await.ok_or_else(|| {
+            Fault::Overloaded(format!(
                 "{limit} events of this app are already running; waited {} ms",
                 QUEUE_WAIT.as_millis()
-            ))),
-        }
+            ))
+        })
     }
+}
+
+/// A permit of `semaphore`, waiting at most `wait`.
+async fn acquire_within(
+    semaphore: &Arc<Semaphore>,
+    wait: Duration,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = semaphore.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    tokio::time::timeout(wait, semaphore.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
 }
 
 fn now() -> String {

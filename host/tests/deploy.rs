@@ -301,7 +301,10 @@ fn kill_9_during_an_upload_never_leaves_a_broken_version() {
     // the complete new one, and it serves.
     let mut expected_old = "bank";
     let mut host = host;
-    for delay_ms in [0u64, 5, 20, 60, 150, 400] {
+    let mut acknowledged = 0;
+    // The last delay is long enough for the upload to finish: at least one
+    // kill comes after a 201, whose version must then be the one serving.
+    for delay_ms in [0u64, 5, 20, 60, 150, 400, 5000] {
         let (bytes, new) = if expected_old == "bank" {
             (&hello, "hello")
         } else {
@@ -319,6 +322,7 @@ fn kill_9_during_an_upload_never_leaves_a_broken_version() {
             "after kill at {delay_ms} ms: {now}"
         );
         if answer.starts_with("HTTP/1.1 201") {
+            acknowledged += 1;
             assert_eq!(
                 now, new,
                 "an acknowledged upload was lost (kill at {delay_ms} ms)"
@@ -328,6 +332,10 @@ fn kill_9_during_an_upload_never_leaves_a_broken_version() {
         assert_eq!(status, 200, "{apps}");
         expected_old = now;
     }
+    assert!(
+        acknowledged > 0,
+        "no upload was acknowledged before its kill"
+    );
 }
 
 #[test]

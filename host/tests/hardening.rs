@@ -714,3 +714,73 @@ fn early_answers_reach_clients_that_send_the_whole_body_first() {
     let (status, _) = common::request("GET", &format!("{}/healthz", host.webhooks), None, &[]);
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_full_instance_pool_is_overloaded_not_the_apps_trap() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(Host::start_admin(
+        dir.path(),
+        &[
+            "--max-instances",
+            "2",
+            "--app-concurrency",
+            "16",
+            "--guest-time-ms",
+            "1000",
+        ],
+    ));
+    host.deploy("app", &guest("misbehave"));
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let host = host.clone();
+            std::thread::spawn(move || {
+                let mut call = Call::new();
+                host.vca(&pressed(&mut call, "sleep-long"));
+                call.session_id
+            })
+        })
+        .collect();
+    let sessions: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut kinds = Vec::new();
+    for session in &sessions {
+        let trace = trace_until(&host, session, |t| {
+            t["events"].as_array().is_some_and(|e| !e.is_empty())
+        });
+        kinds.push(
+            trace["events"][0]["fault_kind"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    let overloaded = kinds.iter().filter(|k| *k == "overloaded").count();
+    assert!(overloaded >= 3, "{kinds:?}");
+    assert!(
+        kinds.iter().all(|k| k == "overloaded" || k == "deadline"),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn a_call_idle_past_call_idle_secs_loses_its_pin_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start_admin(dir.path(), &["--call-idle-secs", "1"]);
+    host.deploy("app", &guest("misbehave"));
+    let mut call = Call::new();
+    assert_eq!(
+        said(&host.vca(&pressed(&mut call, "state-then-ok"))),
+        "Saved."
+    );
+    assert_eq!(
+        said(&host.vca(&pressed(&mut call, "read-state"))),
+        "State holds by a good event.",
+        "kept while the call is active"
+    );
+    host.deploy("app", &guest("hello"));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        said(&host.vca(&pressed(&mut call, "read-state"))),
+        "Hello from ivr-host. Goodbye!",
+        "the idle call's pin expired: routed afresh"
+    );
+}

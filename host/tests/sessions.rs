@@ -197,7 +197,14 @@ fn the_summary_reaches_the_version_that_answered_the_call_once() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // A stop finishes every summary delivery in progress: after it, the log
+    // holds every delivery there ever was.
+    let mut host = host;
+    host.terminate();
+    assert!(
+        host.wait_exit(Duration::from_secs(15))
+            .is_some_and(|s| s.success())
+    );
     let log = host.log();
     let line = log.lines().find(|l| l.contains(&heard)).unwrap();
     assert!(line.contains("version=\"1\""), "heard by version 1: {line}");
@@ -206,6 +213,8 @@ fn the_summary_reaches_the_version_that_answered_the_call_once() {
         1,
         "a repeated summary is not handed over again"
     );
+    drop(host);
+    let host = Host::start_admin(dir.path(), &[]);
     let trace = trace_until(&host, &call.session_id, |t| {
         t["events"].as_array().is_some_and(|e| e.len() == 2)
     });

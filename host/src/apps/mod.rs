@@ -315,6 +315,15 @@ impl AppRegistry {
         self.pins.release(session_id);
     }
 
+    /// Drop every active version's warm instances idle past their TTL.
+    pub fn expire_warm_instances(&self) {
+        for slot in self.snapshot().apps.values() {
+            if let Some(active) = &slot.active {
+                active.compiled.expire_warm_instances();
+            }
+        }
+    }
+
     /// How many calls are pinned.
     pub fn pinned_calls(&self) -> usize {
         self.pins.len()

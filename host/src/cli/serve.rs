@@ -43,6 +43,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let runtime = Arc::new(Runtime::new(RuntimeOptions {
         max_memory_bytes: settings.limits.guest.memory_bytes,
         fuel: settings.limits.guest.fuel,
+        max_concurrent_instances: settings.limits.max_instances,
         ..RuntimeOptions::default()
     })?);
     let db_path = settings.data_dir.join("ivr.sqlite3");
@@ -89,6 +90,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("restoring the calls in progress from calls.sqlite3")?;
     let journal_pruning = tokio::spawn(prune_journal(calls, settings.call_idle_ttl));
+    let warm_expiry = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                service.apps().expire_warm_instances();
+            }
+        })
+    };
 
     let webhook_listener = edge::bind(settings.listen, "webhooks").await?;
     let admin_listener = edge::bind(settings.admin_listen, "the admin API").await?;
@@ -164,6 +175,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     pruning.abort();
     journal_pruning.abort();
+    warm_expiry.abort();
+    let _ = warm_expiry.await;
     let _ = pruning.await;
     // The last holder of the session store: dropping it writes the queued
     // trace records and joins the trace writer.

@@ -10,7 +10,7 @@ mod ticker;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, Linker};
@@ -77,6 +77,9 @@ impl Default for GuestLimits {
 
 /// Most idle warm instances kept per app version.
 const MAX_IDLE_WARM_INSTANCES: usize = 8;
+/// An idle warm instance unused this long is dropped, giving its pool slot
+/// (and its memory) back.
+pub const WARM_IDLE_TTL: Duration = Duration::from_secs(30);
 
 /// Sizing of the runtime shared by all apps.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +110,7 @@ impl Default for RuntimeOptions {
 /// The process-wide engine, the linker with the host's imports, and the
 /// epoch ticker thread that enforces run-time limits.
 pub struct Runtime {
+    max_instances: u32,
     engine: Engine,
     linker: Linker<EventCtx>,
     ticker: EpochTicker,
@@ -155,12 +159,18 @@ impl Runtime {
         let ticker = EpochTicker::start(engine.clone(), EPOCH_TICK)?;
 
         Ok(Self {
+            max_instances: instances,
             engine,
             linker,
             ticker,
             epoch_interruption: options.epoch_interruption,
             fuel: options.fuel,
         })
+    }
+
+    /// How many guest instances may exist at once (the pool's slots).
+    pub fn max_instances(&self) -> u32 {
+        self.max_instances
     }
 
     /// Compile a component and check that it fits the `ivr-app` world.
@@ -447,6 +457,12 @@ fn classify(err: wasmtime::Error, memory_exceeded: bool) -> Fault {
     if memory_exceeded {
         return Fault::Memory(format!("{err:#}"));
     }
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return Fault::Overloaded(format!("every guest instance slot is in use: {err}"));
+    }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Fault::Deadline("the guest ran past its run-time limit".into()),
         Some(_) | None => Fault::Trap(guest_text(&format!("{err:?}"))),
@@ -466,9 +482,21 @@ pub struct CompiledApp {
 /// A version's idle warm instances.
 #[derive(Default)]
 struct WarmPool {
-    idle: Vec<WarmInstance>,
+    /// Each with the moment it went idle, oldest first.
+    idle: Vec<(Instant, WarmInstance)>,
     /// The version no longer answers new calls: keep nothing more.
     retired: bool,
+}
+
+impl WarmPool {
+    fn expire(&mut self, ttl: Duration) {
+        let fresh_from = self
+            .idle
+            .iter()
+            .position(|(since, _)| since.elapsed() < ttl)
+            .unwrap_or(self.idle.len());
+        self.idle.drain(..fresh_from);
+    }
 }
 
 /// An instance that answered its events cleanly, kept for the next one.
@@ -485,14 +513,27 @@ impl CompiledApp {
     }
 
     fn take_warm(&self) -> Option<WarmInstance> {
-        self.pool().idle.pop()
+        let mut pool = self.pool();
+        pool.expire(WARM_IDLE_TTL);
+        pool.idle.pop().map(|(_, instance)| instance)
     }
 
     fn keep_warm(&self, instance: WarmInstance) {
         let mut pool = self.pool();
         if !pool.retired && pool.idle.len() < MAX_IDLE_WARM_INSTANCES {
-            pool.idle.push(instance);
+            pool.idle.push((Instant::now(), instance));
         }
+    }
+
+    /// Drop the warm instances idle for [`WARM_IDLE_TTL`] (an app that no
+    /// longer gets events must not hold pool slots forever).
+    pub fn expire_warm_instances(&self) {
+        self.pool().expire(WARM_IDLE_TTL);
+    }
+
+    /// How many warm instances are idle.
+    pub fn idle_warm_instances(&self) -> usize {
+        self.pool().idle.len()
     }
 
     /// Drop the idle warm instances (the app's settings changed), freeing

@@ -97,6 +97,35 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_deliveries_are_decided_once() {
+        let cache = Arc::new(ReplyCache::new(10, Duration::from_secs(60)));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let tasks: Vec<_> = (0..16)
+            .map(|n| {
+                let (cache, runs, barrier) = (cache.clone(), runs.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    cache
+                        .get_or_decide("s", "e", || async move {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            // Still deciding while the others arrive.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            Bytes::from(format!("decided by {n}"))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut replies = Vec::new();
+        for task in tasks {
+            replies.push(task.await.unwrap());
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "decided more than once");
+        assert!(replies.iter().all(|r| *r == replies[0]), "{replies:?}");
+    }
+
     #[tokio::test]
     async fn the_same_event_id_in_another_session_is_another_event() {
         let cache = ReplyCache::new(10, Duration::from_secs(60));
