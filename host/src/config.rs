@@ -86,6 +86,18 @@ pub struct ServeArgs {
     /// seconds [default: 7200].
     #[arg(long, env = "IVR_CALL_IDLE_SECS", value_name = "SECS")]
     pub call_idle_secs: Option<u64>,
+    /// Memory for the state of calls in progress, in MiB; when full, the
+    /// calls idle longest lose their state (logged and counted) [default: 256].
+    #[arg(long, env = "IVR_CALL_STATE_MIB", value_name = "MIB")]
+    pub call_state_mib: Option<usize>,
+    /// Memory for replies remembered for repeated deliveries, in MiB
+    /// [default: 128].
+    #[arg(long, env = "IVR_REPLY_MEMORY_MIB", value_name = "MIB")]
+    pub reply_memory_mib: Option<usize>,
+    /// Memory for call trace records waiting to be written, in MiB; beyond
+    /// it records are dropped and counted, calls are unaffected [default: 64].
+    #[arg(long, env = "IVR_TRACE_QUEUE_MIB", value_name = "MIB")]
+    pub trace_queue_mib: Option<usize>,
     /// Guest instances that may exist at once, across all apps (the pooling
     /// allocator's slots); an event finding none free within 50 ms gets the
     /// fallback as `overloaded` [default: 256].
@@ -212,6 +224,9 @@ struct FileLimits {
     max_connections: Option<usize>,
     request_read_secs: Option<u64>,
     max_instances: Option<u32>,
+    call_state_mib: Option<usize>,
+    reply_memory_mib: Option<usize>,
+    trace_queue_mib: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,6 +258,12 @@ pub struct Limits {
     pub request_read: Duration,
     /// Guest instances that may exist at once, across all apps.
     pub max_instances: u32,
+    /// Bytes of call state held in memory.
+    pub call_state_bytes: usize,
+    /// Bytes of remembered replies held in memory.
+    pub reply_memory_bytes: usize,
+    /// Bytes of trace records waiting for the writer.
+    pub trace_queue_bytes: usize,
 }
 
 /// The resolved settings of `ivr-host serve`.
@@ -366,6 +387,18 @@ impl Settings {
             .max_instances
             .or(file.limits.max_instances)
             .unwrap_or(256);
+        let call_state_mib = args
+            .call_state_mib
+            .or(file.limits.call_state_mib)
+            .unwrap_or(256);
+        let reply_memory_mib = args
+            .reply_memory_mib
+            .or(file.limits.reply_memory_mib)
+            .unwrap_or(128);
+        let trace_queue_mib = args
+            .trace_queue_mib
+            .or(file.limits.trace_queue_mib)
+            .unwrap_or(64);
         let request_read_secs = args
             .request_read_secs
             .or(file.limits.request_read_secs)
@@ -384,6 +417,9 @@ impl Settings {
             || call_idle_secs == 0
             || max_connections == 0
             || max_instances == 0
+            || call_state_mib == 0
+            || reply_memory_mib == 0
+            || trace_queue_mib == 0
             || request_read_secs == 0
         {
             bail!("limits must be greater than zero");
@@ -449,6 +485,9 @@ impl Settings {
                 max_connections,
                 request_read: Duration::from_secs(request_read_secs),
                 max_instances,
+                call_state_bytes: call_state_mib << 20,
+                reply_memory_bytes: reply_memory_mib << 20,
+                trace_queue_bytes: trace_queue_mib << 20,
             },
         };
         if let Some(name) = &settings.default_app {

@@ -4,7 +4,7 @@
 //! wasm details.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,7 @@ pub struct IvrService {
     sessions: Arc<SessionStore>,
     calls: Arc<CallJournal>,
     deliveries: Arc<InFlight>,
+    calls_evicted: AtomicU64,
 }
 
 /// Work started by a webhook that outlives its answer (session summaries
@@ -111,6 +112,7 @@ impl IvrService {
             sessions,
             calls,
             deliveries: Arc::default(),
+            calls_evicted: AtomicU64::new(0),
             runtime,
         }
     }
@@ -391,7 +393,8 @@ impl IvrService {
             Ok(json) => {
                 if let Some(state) = state {
                     kept_state = serde_json::to_string(&state).ok();
-                    self.states.commit(&session_id, state);
+                    let evicted = self.states.commit(&session_id, state);
+                    self.forget_evicted(evicted);
                 }
                 tracing::debug!(app = %app.name, version = app.version, session = %session_id, event = %event_id, elapsed_us, fuel, "answered");
                 Bytes::from(json)
@@ -416,6 +419,25 @@ impl IvrService {
         record.reply_bytes = Some(reply.clone());
         self.sessions.record(record);
         reply
+    }
+
+    /// Calls whose state was dropped to keep the host within its memory
+    /// bound: their version pin goes too (pins and state share one bound),
+    /// and each is logged and counted — never silent.
+    fn forget_evicted(&self, sessions: Vec<String>) {
+        for session in sessions {
+            self.apps.release(&session);
+            let evicted = self.calls_evicted.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                session = %session, evicted,
+                "a call in progress lost its state and version pin: the call state memory bound (--call-state-mib) is full"
+            );
+        }
+    }
+
+    /// Calls in progress that lost their state to the memory bound.
+    pub fn calls_evicted(&self) -> u64 {
+        self.calls_evicted.load(Ordering::Relaxed)
     }
 
     /// Keep a decision on disk before its reply leaves, so that a restart

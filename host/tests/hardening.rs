@@ -784,3 +784,52 @@ fn a_call_idle_past_call_idle_secs_loses_its_pin_and_state() {
         "the idle call's pin expired: routed afresh"
     );
 }
+
+#[test]
+fn guests_filling_state_and_replies_stay_within_the_memory_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(Host::start_admin(
+        dir.path(),
+        &[
+            "--call-state-mib",
+            "16",
+            "--reply-memory-mib",
+            "16",
+            "--trace-queue-mib",
+            "8",
+        ],
+    ));
+    host.deploy("app", &guest("misbehave"));
+    // Warm up: the first events size the allocator's pools.
+    for _ in 0..20 {
+        host.vca(&pressed(&mut Call::new(), "big-reply"));
+    }
+    let before = host.rss_kib();
+    // 200 calls × 64 keys × 8 KiB (~105 MiB unbounded), then 2,000 replies
+    // of ~61 KiB (~120 MiB unbounded), from 4 callers at once.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let host = host.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let reply = host.vca(&pressed(&mut Call::new(), "fill-state"));
+                    assert_eq!(said(&reply), "Filled.");
+                }
+                for _ in 0..500 {
+                    let reply = host.vca(&pressed(&mut Call::new(), "big-reply"));
+                    assert_eq!(reply["callflow"].as_array().map(Vec::len), Some(21));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let grown_mib = host.rss_kib().saturating_sub(before) / 1024;
+    eprintln!("under the hostile load the host grew by {grown_mib} MiB");
+    assert!(grown_mib < 80, "the host grew by {grown_mib} MiB");
+    let (_, stats) = host.admin_call("GET", "/stats", None);
+    let evicted = stats["calls_evicted"].as_u64().unwrap_or(0);
+    assert!(evicted > 0, "{stats}");
+    assert!(host.log().contains("lost its state and version pin"));
+}

@@ -185,8 +185,6 @@ pub struct AppRegistry {
 
 /// How long a call stays pinned without an event (default).
 pub const DEFAULT_PIN_TTL: Duration = Duration::from_secs(2 * 60 * 60);
-/// Most calls pinned at once.
-const MAX_PINNED_CALLS: usize = 200_000;
 
 impl AppRegistry {
     /// Open the registry: read the stored apps and load every active version
@@ -206,7 +204,7 @@ impl AppRegistry {
                 host_default: host_default.clone(),
             }),
             host_limits,
-            pins: PinTable::new(MAX_PINNED_CALLS, pin_ttl),
+            pins: PinTable::new(crate::store::MAX_CALLS, pin_ttl),
             writer: tokio::sync::Mutex::new(()),
             runtime,
             db,

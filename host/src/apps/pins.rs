@@ -36,7 +36,13 @@ impl PinTable {
             return Ok(app.clone());
         }
         let app = choose()?;
-        map.insert(session_id.to_owned(), app.clone());
+        let evicted = map.insert(session_id.to_owned(), app.clone());
+        if !evicted.is_empty() {
+            tracing::warn!(
+                evicted = evicted.len(),
+                "calls in progress lost their version pin: more calls than the host keeps at once"
+            );
+        }
         Ok(app)
     }
 
@@ -47,7 +53,7 @@ impl PinTable {
 
     /// Put back a pin kept across a restart, idle for `idle`.
     pub fn restore(&self, session_id: &str, app: Arc<LoadedApp>, idle: Duration) {
-        self.lock().insert_aged(session_id.to_owned(), app, idle);
+        let _ = self.lock().insert_aged(session_id.to_owned(), app, idle);
     }
 
     /// Forget a call's pin (the call ended).

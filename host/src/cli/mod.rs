@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the host: answer 8x8 webhooks with the deployed apps.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Upload a component as the new active version of an app.
     Deploy(admin::DeployArgs),
     /// List apps, or show one.
@@ -46,12 +46,12 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let command = cli.command.unwrap_or(Command::Serve(Box::default()));
     if !matches!(command, Command::Serve(_)) {
         end_quietly_on_closed_pipe();
     }
     let result = match command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Deploy(args) => admin::deploy(args),
         Command::Apps(args) => admin::apps(args),
         Command::Rollback(args) => admin::rollback(args),

@@ -14,10 +14,8 @@ use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::IvrService;
 use crate::store::db::SqliteStore;
 use crate::store::sessions::SessionStore;
-use crate::store::{CallJournal, CallStateStore, ReplyCache};
+use crate::store::{CallJournal, CallStateStore, MAX_CALLS, ReplyCache};
 
-/// Most calls with state at once.
-const MAX_CALLS_WITH_STATE: usize = 100_000;
 /// How long the first reply to an event id is kept for repeated deliveries.
 const REPLY_TTL: Duration = Duration::from_secs(15 * 60);
 /// Most replies kept for repeated deliveries.
@@ -49,10 +47,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let db_path = settings.data_dir.join("ivr.sqlite3");
     refuse_a_lost_database(&settings)?;
     let db = Arc::new(SqliteStore::open(&db_path)?);
-    let sessions = Arc::new(SessionStore::open(
-        &db_path,
-        &settings.data_dir.join("traces.sqlite3"),
-    )?);
+    let sessions = Arc::new(
+        SessionStore::open(&db_path, &settings.data_dir.join("traces.sqlite3"))?
+            .with_queue_bytes(settings.limits.trace_queue_bytes),
+    );
     let started = std::time::Instant::now();
     let registry = AppRegistry::open(
         runtime.clone(),
@@ -75,15 +73,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let service = Arc::new(IvrService::new(
         runtime,
         registry,
-        CallStateStore::new(MAX_CALLS_WITH_STATE, settings.call_idle_ttl),
-        ReplyCache::new(MAX_REMEMBERED_REPLIES, REPLY_TTL),
+        CallStateStore::new(
+            MAX_CALLS,
+            settings.limits.call_state_bytes,
+            settings.call_idle_ttl,
+        ),
+        ReplyCache::new(
+            MAX_REMEMBERED_REPLIES,
+            settings.limits.reply_memory_bytes,
+            REPLY_TTL,
+        ),
         sessions,
         calls.clone(),
     ));
     service
         .restore_calls(
             settings.call_idle_ttl,
-            MAX_CALLS_WITH_STATE,
+            MAX_CALLS,
             REPLY_TTL,
             MAX_REMEMBERED_REPLIES,
         )

@@ -121,6 +121,7 @@ impl AdminEdge {
                     StatusCode::OK,
                     Ok::<_, AdminError>(serde_json::json!({
                         "calls_pinned": apps.pinned_calls(),
+                        "calls_evicted": self.service.calls_evicted(),
                         "trace_records_dropped": self.service.sessions().dropped_records(),
                     })),
                 ),

@@ -1,5 +1,6 @@
 //! Per-call state kept in memory between the events of a call: bounded in
-//! the number of calls, each call's entry expiring after an idle time.
+//! the number of calls and in bytes, each call's entry expiring after an
+//! idle time.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -13,11 +14,12 @@ pub struct CallStateStore {
 }
 
 impl CallStateStore {
-    /// A store holding at most `max_calls` calls, each forgotten after
-    /// `idle_ttl` without an event; when full, the call idle longest goes.
-    pub fn new(max_calls: usize, idle_ttl: Duration) -> Self {
+    /// A store holding at most `max_calls` calls and `max_bytes` of state,
+    /// each call forgotten after `idle_ttl` without an event; when full, the
+    /// calls idle longest go.
+    pub fn new(max_calls: usize, max_bytes: usize, idle_ttl: Duration) -> Self {
         Self {
-            inner: Mutex::new(RecentMap::new(max_calls, idle_ttl)),
+            inner: Mutex::new(RecentMap::with_max_weight(max_calls, max_bytes, idle_ttl)),
         }
     }
 
@@ -26,20 +28,33 @@ impl CallStateStore {
         self.lock().peek(session_id).cloned().unwrap_or_default()
     }
 
-    /// Replace the call's state with `values` (an empty state removes the call).
-    pub fn commit(&self, session_id: &str, values: CallState) {
+    /// Replace the call's state with `values` (an empty state removes the
+    /// call). Returns the calls in progress whose state was dropped to make
+    /// room.
+    #[must_use = "a call whose state was dropped must be told about (logged, counted, unpinned)"]
+    pub fn commit(&self, session_id: &str, values: CallState) -> Vec<String> {
         let mut map = self.lock();
         if values.is_empty() {
             map.remove(session_id);
+            Vec::new()
         } else {
-            map.insert(session_id.to_owned(), values);
+            let weight = state_bytes(session_id, &values);
+            map.insert_weighted(session_id.to_owned(), values, weight, Duration::ZERO)
         }
+    }
+
+    /// Bytes of state held.
+    pub fn bytes(&self) -> usize {
+        self.lock().weight()
     }
 
     /// Put back a call's state kept across a restart, idle for `idle`.
     pub fn restore(&self, session_id: &str, values: CallState, idle: Duration) {
         if !values.is_empty() {
-            self.lock().insert_aged(session_id.to_owned(), values, idle);
+            let weight = state_bytes(session_id, &values);
+            let _ = self
+                .lock()
+                .insert_weighted(session_id.to_owned(), values, weight, idle);
         }
     }
 
@@ -63,6 +78,20 @@ impl CallStateStore {
     }
 }
 
+/// Bytes counted for a key or value besides its text (the map's entry, the
+/// strings' headers).
+const PER_ENTRY: usize = 64;
+
+/// About how many bytes a call's state takes.
+fn state_bytes(session_id: &str, values: &CallState) -> usize {
+    PER_ENTRY
+        + session_id.len()
+        + values
+            .iter()
+            .map(|(k, v)| PER_ENTRY + k.len() + v.len())
+            .sum::<usize>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,8 +102,8 @@ mod tests {
 
     #[test]
     fn calls_do_not_see_each_other() {
-        let store = CallStateStore::new(10, Duration::from_secs(60));
-        store.commit("a", state("account", "1234"));
+        let store = CallStateStore::new(10, usize::MAX, Duration::from_secs(60));
+        let _ = store.commit("a", state("account", "1234"));
         assert_eq!(
             store.load("a").get("account").map(String::as_str),
             Some("1234")
@@ -84,27 +113,42 @@ mod tests {
 
     #[test]
     fn bounded_and_expiring() {
-        let store = CallStateStore::new(2, Duration::from_secs(60));
-        store.commit("a", state("k", "1"));
-        store.commit("b", state("k", "2"));
-        store.commit("c", state("k", "3"));
+        let store = CallStateStore::new(2, usize::MAX, Duration::from_secs(60));
+        let _ = store.commit("a", state("k", "1"));
+        let _ = store.commit("b", state("k", "2"));
+        assert_eq!(store.commit("c", state("k", "3")), ["a"]);
         assert_eq!(store.len(), 2);
         assert!(
             store.load("a").is_empty(),
             "the oldest call is evicted first"
         );
 
-        let short = CallStateStore::new(10, Duration::from_millis(1));
-        short.commit("a", state("k", "1"));
+        let short = CallStateStore::new(10, usize::MAX, Duration::from_millis(1));
+        let _ = short.commit("a", state("k", "1"));
         std::thread::sleep(Duration::from_millis(5));
         assert!(short.load("a").is_empty());
     }
 
     #[test]
+    fn bounded_in_bytes() {
+        let big = |c: char| state("k", &c.to_string().repeat(1000));
+        let store = CallStateStore::new(100, 2500, Duration::from_secs(60));
+        assert!(store.commit("a", big('a')).is_empty());
+        assert!(store.commit("b", big('b')).is_empty());
+        assert_eq!(
+            store.commit("c", big('c')),
+            ["a"],
+            "the idle-longest call went"
+        );
+        assert!(store.bytes() <= 2500);
+        assert!(store.load("a").is_empty());
+    }
+
+    #[test]
     fn empty_state_removes_the_call() {
-        let store = CallStateStore::new(10, Duration::from_secs(60));
-        store.commit("a", state("k", "1"));
-        store.commit("a", CallState::new());
+        let store = CallStateStore::new(10, usize::MAX, Duration::from_secs(60));
+        let _ = store.commit("a", state("k", "1"));
+        let _ = store.commit("a", CallState::new());
         assert!(store.is_empty());
     }
 }

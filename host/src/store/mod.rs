@@ -11,6 +11,10 @@ pub mod replies;
 pub mod sessions;
 
 pub use call_state::CallStateStore;
+
+/// Most calls in progress the host keeps a version pin and state for (one
+/// bound for both; the state is also bounded in bytes).
+pub const MAX_CALLS: usize = 100_000;
 pub use calls::CallJournal;
 pub use replies::ReplyCache;
 

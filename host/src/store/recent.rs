@@ -1,5 +1,6 @@
 //! A bounded map of recently used entries: each expires after a time without
-//! use, and when the map is full the least recently used one makes room.
+//! use, and when the map is full — in entries or in bytes — the least
+//! recently used ones make room.
 //!
 //! Entries are kept in order of use, so the expired and the least recently
 //! used are always at the front: every operation is O(1) (amortized), however
@@ -11,16 +12,20 @@ use std::time::{Duration, Instant};
 
 use hashlink::LinkedHashMap;
 
-/// Entries keyed by `K`, at most `capacity` of them, each forgotten `ttl`
-/// after it was last inserted or touched.
+/// Entries keyed by `K`, at most `capacity` of them weighing at most
+/// `max_weight` together, each forgotten `ttl` after it was last inserted or
+/// touched.
 pub struct RecentMap<K, V> {
     entries: LinkedHashMap<K, Timed<V>>,
     capacity: usize,
+    max_weight: usize,
+    weight: usize,
     ttl: Duration,
 }
 
 struct Timed<V> {
     used: Instant,
+    weight: usize,
     value: V,
 }
 
@@ -29,9 +34,17 @@ impl<K: Hash + Eq, V> RecentMap<K, V> {
     /// table is allocated for all of them up front: growing it under load
     /// would rehash every entry while a call waits.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self::with_max_weight(capacity, usize::MAX, ttl)
+    }
+
+    /// Like [`RecentMap::new`], and the entries' weights (their bytes, as
+    /// the caller counts them) together at most `max_weight`.
+    pub fn with_max_weight(capacity: usize, max_weight: usize, ttl: Duration) -> Self {
         Self {
             entries: LinkedHashMap::with_capacity(capacity.max(1)),
             capacity: capacity.max(1),
+            max_weight,
+            weight: 0,
             ttl,
         }
     }
@@ -56,7 +69,7 @@ impl<K: Hash + Eq, V> RecentMap<K, V> {
     {
         let now = Instant::now();
         if now.duration_since(self.entries.get(key)?.used) >= self.ttl {
-            self.entries.remove(key);
+            self.remove(key);
             return None;
         }
         let entry = self.entries.to_back(key)?;
@@ -66,24 +79,76 @@ impl<K: Hash + Eq, V> RecentMap<K, V> {
 
     /// Insert or replace `key`'s entry as the most recently used, after
     /// dropping expired entries and, when still full, the least recently used.
-    pub fn insert(&mut self, key: K, value: V) {
-        self.insert_aged(key, value, Duration::ZERO);
+    pub fn insert(&mut self, key: K, value: V) -> Vec<K> {
+        self.insert_weighted(key, value, 0, Duration::ZERO)
     }
 
     /// Insert `key`'s entry as last used `age` ago (restoring entries kept
     /// elsewhere: insert them oldest first, so the use order holds).
-    pub fn insert_aged(&mut self, key: K, value: V, age: Duration) {
+    pub fn insert_aged(&mut self, key: K, value: V, age: Duration) -> Vec<K> {
+        self.insert_weighted(key, value, 0, age)
+    }
+
+    /// Insert `key`'s entry weighing `weight`, last used `age` ago. Expired
+    /// entries are dropped; then, while the map is over its entry or weight
+    /// bound, the least recently used. Returns the keys of the live entries
+    /// dropped to make room (expired ones are not news).
+    pub fn insert_weighted(&mut self, key: K, value: V, weight: usize, age: Duration) -> Vec<K> {
         let now = Instant::now();
         let used = now.checked_sub(age).unwrap_or(now);
-        self.entries.remove(&key);
+        self.remove(&key);
+        let mut evicted = Vec::new();
         while let Some((_, oldest)) = self.entries.front() {
             let expired = now.duration_since(oldest.used) >= self.ttl;
-            if !expired && self.entries.len() < self.capacity {
+            let full = self.entries.len() >= self.capacity
+                || self.weight.saturating_add(weight) > self.max_weight;
+            if !expired && !full {
                 break;
             }
-            self.entries.pop_front();
+            if let Some((oldest_key, oldest)) = self.entries.pop_front() {
+                self.weight -= oldest.weight;
+                if !expired {
+                    evicted.push(oldest_key);
+                }
+            }
         }
-        self.entries.insert(key, Timed { used, value });
+        self.weight += weight;
+        self.entries.insert(
+            key,
+            Timed {
+                used,
+                weight,
+                value,
+            },
+        );
+        evicted
+    }
+
+    /// Set the weight of `key`'s entry (known only once its value is
+    /// complete), then drop the least recently used others while the map is
+    /// over its weight bound; the keys of those dropped.
+    pub fn reweigh<Q>(&mut self, key: &Q, weight: usize) -> Vec<K>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut evicted = Vec::new();
+        let Some(entry) = self.entries.get_mut(key) else {
+            return evicted;
+        };
+        self.weight = self.weight - entry.weight + weight;
+        entry.weight = weight;
+        while self.weight > self.max_weight {
+            match self.entries.front() {
+                Some((front, _)) if front.borrow() != key => {}
+                _ => break,
+            }
+            if let Some((front, oldest)) = self.entries.pop_front() {
+                self.weight -= oldest.weight;
+                evicted.push(front);
+            }
+        }
+        evicted
     }
 
     /// Remove `key`'s entry, returning its value.
@@ -92,7 +157,14 @@ impl<K: Hash + Eq, V> RecentMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.entries.remove(key).map(|entry| entry.value)
+        let entry = self.entries.remove(key)?;
+        self.weight -= entry.weight;
+        Some(entry.value)
+    }
+
+    /// The entries' weights together.
+    pub fn weight(&self) -> usize {
+        self.weight
     }
 
     /// How many entries are held (expired ones included until they are dropped).
@@ -142,6 +214,20 @@ mod tests {
         assert_eq!(map.touch("b"), None);
         map.insert("c", 3);
         assert_eq!(map.len(), 1, "expired entries go on the next insert");
+    }
+
+    #[test]
+    fn the_weight_bound_drops_the_least_recently_used_and_names_them() {
+        let mut map = RecentMap::with_max_weight(10, 100, Duration::from_secs(60));
+        assert!(map.insert_weighted("a", 1, 40, Duration::ZERO).is_empty());
+        assert!(map.insert_weighted("b", 2, 40, Duration::ZERO).is_empty());
+        assert_eq!(map.insert_weighted("c", 3, 40, Duration::ZERO), ["a"]);
+        assert_eq!(map.weight(), 80);
+        // Replacing an entry counts its new weight only.
+        assert!(map.insert_weighted("c", 3, 60, Duration::ZERO).is_empty());
+        assert_eq!(map.weight(), 100);
+        map.remove("b");
+        assert_eq!(map.weight(), 60);
     }
 
     #[test]

@@ -16,16 +16,20 @@ use tokio::sync::OnceCell;
 
 use super::recent::RecentMap;
 
-/// Replies by (session id, event id), bounded and expiring.
+/// Replies by (session id, event id), bounded in number and bytes, expiring.
 pub struct ReplyCache {
     inner: Mutex<RecentMap<String, Arc<OnceCell<Bytes>>>>,
 }
 
+/// Bytes counted for a remembered reply besides its key and body.
+const ENTRY_OVERHEAD: usize = 128;
+
 impl ReplyCache {
-    /// Keep up to `max_events` replies, each for `ttl` after it was decided.
-    pub fn new(max_events: usize, ttl: Duration) -> Self {
+    /// Keep up to `max_events` replies of at most `max_bytes` together, each
+    /// for `ttl` after it was decided.
+    pub fn new(max_events: usize, max_bytes: usize, ttl: Duration) -> Self {
         Self {
-            inner: Mutex::new(RecentMap::new(max_events, ttl)),
+            inner: Mutex::new(RecentMap::with_max_weight(max_events, max_bytes, ttl)),
         }
     }
 
@@ -36,21 +40,37 @@ impl ReplyCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Bytes>,
     {
-        let cell = self.slot(event_key(session_id, event_id));
-        cell.get_or_init(decide).await.clone()
+        let key = event_key(session_id, event_id);
+        let cell = self.slot(key.clone());
+        let mut decided_here = false;
+        let reply = cell
+            .get_or_init(|| {
+                decided_here = true;
+                decide()
+            })
+            .await
+            .clone();
+        if decided_here {
+            self.lock()
+                .reweigh(&key, key.len() + reply.len() + ENTRY_OVERHEAD);
+        }
+        reply
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecentMap<String, Arc<OnceCell<Bytes>>>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Put back a reply kept across a restart, given `age` ago.
     pub fn restore(&self, session_id: &str, event_id: &str, reply: Bytes, age: Duration) {
+        let key = event_key(session_id, event_id);
+        let weight = key.len() + reply.len() + ENTRY_OVERHEAD;
         let cell = Arc::new(OnceCell::new_with(Some(reply)));
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert_aged(event_key(session_id, event_id), cell, age);
+        self.lock().insert_weighted(key, cell, weight, age);
     }
 
     fn slot(&self, key: String) -> Arc<OnceCell<Bytes>> {
-        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.lock();
         if let Some(reply) = map.peek(&key) {
             return reply.clone();
         }
@@ -73,7 +93,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_repeated_event_gets_the_first_reply() {
-        let cache = ReplyCache::new(10, Duration::from_secs(60));
+        let cache = ReplyCache::new(10, usize::MAX, Duration::from_secs(60));
         let runs = AtomicUsize::new(0);
         let decide = |text: &'static str| {
             let runs = &runs;
@@ -99,7 +119,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_deliveries_are_decided_once() {
-        let cache = Arc::new(ReplyCache::new(10, Duration::from_secs(60)));
+        let cache = Arc::new(ReplyCache::new(10, usize::MAX, Duration::from_secs(60)));
         let runs = Arc::new(AtomicUsize::new(0));
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
         let tasks: Vec<_> = (0..16)
@@ -128,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_event_id_in_another_session_is_another_event() {
-        let cache = ReplyCache::new(10, Duration::from_secs(60));
+        let cache = ReplyCache::new(10, usize::MAX, Duration::from_secs(60));
         let reply = |text: &'static str| move || async move { Bytes::from_static(text.as_bytes()) };
         assert_eq!(
             cache.get_or_decide("a", "e1", reply("for a")).await,
@@ -144,8 +164,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bounded_in_bytes() {
+        let cache = ReplyCache::new(
+            100,
+            3 * (1000 + ENTRY_OVERHEAD + 8),
+            Duration::from_secs(60),
+        );
+        for id in ["a", "b", "c", "d"] {
+            cache
+                .get_or_decide("s", id, || async { Bytes::from(vec![b'x'; 1000]) })
+                .await;
+        }
+        let map = cache.lock();
+        assert_eq!(map.len(), 3, "the oldest reply made room");
+        assert!(map.weight() <= 3 * (1000 + ENTRY_OVERHEAD + 8));
+    }
+
+    #[tokio::test]
     async fn bounded() {
-        let cache = ReplyCache::new(2, Duration::from_secs(60));
+        let cache = ReplyCache::new(2, usize::MAX, Duration::from_secs(60));
         for id in ["a", "b", "c"] {
             cache
                 .get_or_decide("s", id, || async { Bytes::from_static(b"x") })

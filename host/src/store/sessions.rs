@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -66,6 +66,19 @@ pub struct TraceRecord {
     /// The reply's bytes (parsed into `reply` by the writer).
     #[serde(skip)]
     pub reply_bytes: Option<bytes::Bytes>,
+}
+
+impl TraceRecord {
+    /// About how many bytes the record holds while queued.
+    pub fn size(&self) -> usize {
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        let bytes = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, bytes::Bytes::len);
+        256 + self.session_id.len()
+            + text(&self.event_id)
+            + text(&self.fault)
+            + bytes(&self.request_bytes)
+            + bytes(&self.reply_bytes)
+    }
 }
 
 /// A session as listed by `GET /sessions`.
@@ -184,6 +197,10 @@ pub struct SessionStore {
     conn: Mutex<Connection>,
     traces: SyncSender<TraceRecord>,
     dropped: Arc<AtomicU64>,
+    /// Bytes of the records waiting for the writer (bounded by
+    /// `max_queued_bytes`).
+    queued_bytes: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
     /// The trace writer, joined on drop so that queued records are written.
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -210,6 +227,9 @@ const SESSION_ROW_WAIT: Duration = Duration::from_millis(100);
 
 /// How many trace records may wait for the writer.
 const TRACE_QUEUE: usize = 16_384;
+/// How many bytes of trace records may wait for the writer by default
+/// (requests and replies are the bulk: 16,384 maximal ones would be 2 GiB).
+pub const DEFAULT_TRACE_QUEUE_BYTES: usize = 64 << 20;
 
 /// How far before the newest summary a reopened store checks that every
 /// summary has its session row (rows a machine crash took from the traces
@@ -236,13 +256,17 @@ impl SessionStore {
         writer.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")?;
         writer.busy_timeout(BUSY_TIMEOUT)?;
         let (sender, receiver) = std::sync::mpsc::sync_channel(TRACE_QUEUE);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let written = queued_bytes.clone();
         let writer = std::thread::Builder::new()
             .name("ivr-trace-writer".into())
-            .spawn(move || write_traces(writer, receiver))
+            .spawn(move || write_traces(writer, receiver, &written))
             .context("starting the trace writer")?;
         Ok(Self {
             conn: Mutex::new(conn),
             traces: sender,
+            queued_bytes,
+            max_queued_bytes: DEFAULT_TRACE_QUEUE_BYTES,
             dropped: Arc::new(AtomicU64::new(0)),
             writer: Some(writer),
         })
@@ -255,9 +279,15 @@ impl SessionStore {
     /// Queue a trace record (never blocks; dropped and counted when the
     /// writer is behind).
     pub fn record(&self, record: TraceRecord) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.traces.try_send(record)
-        {
+        let size = record.size();
+        let queued = self.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        let refused = if queued + size > self.max_queued_bytes {
+            true
+        } else {
+            self.traces.try_send(record).is_err()
+        };
+        if refused {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped == 1 || dropped.is_multiple_of(10_000) {
                 tracing::warn!(
@@ -266,6 +296,13 @@ impl SessionStore {
                 );
             }
         }
+    }
+
+    /// Hold at most `bytes` of trace records for the writer (more are
+    /// dropped and counted).
+    pub fn with_queue_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
+        self
     }
 
     /// Trace records dropped because the writer was behind.
@@ -531,7 +568,7 @@ fn record_from_json(value: Value) -> TraceRecord {
 }
 
 /// The trace writer: batches of records, one transaction each.
-fn write_traces(mut conn: Connection, receiver: Receiver<TraceRecord>) {
+fn write_traces(mut conn: Connection, receiver: Receiver<TraceRecord>, queued_bytes: &AtomicUsize) {
     run_only_when_idle();
     // Runs until the store (and with it the sender) is dropped. After the
     // first record of a batch it waits a little and takes everything queued,
@@ -544,6 +581,8 @@ fn write_traces(mut conn: Connection, receiver: Receiver<TraceRecord>) {
         if let Err(err) = write_batch(&mut conn, &batch) {
             tracing::error!("could not record {} trace events: {err:#}", batch.len());
         }
+        let size: usize = batch.iter().map(TraceRecord::size).sum();
+        queued_bytes.fetch_sub(size, Ordering::Relaxed);
     }
 }
 

@@ -132,6 +132,22 @@ impl IvrApp for Misbehave {
                 println!("stdout too\rFORGED-STDOUT-LINE");
                 Ok(Reply::new().say("Logged.").hangup())
             }
+            "fill-state" => {
+                // As much state as the documented limits allow: 64 keys of 8 KiB.
+                let value = "s".repeat(8 * 1024);
+                for key in 0..64 {
+                    ivr_sdk::state::set(&format!("key-{key}"), &value);
+                }
+                Ok(Reply::new().say("Filled.").hangup())
+            }
+            "big-reply" => {
+                // A reply just within the 64 KiB and 3,000-character limits.
+                let mut reply = Reply::new();
+                for _ in 0..20 {
+                    reply = reply.say("r".repeat(3000));
+                }
+                Ok(reply.hangup())
+            }
             "count" => {
                 // A decision that differs each time it is made in a call:
                 // shows whether a repeated delivery ran the guest again.
