@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// [default: 128].
     #[arg(long, env = "IVR_REPLY_MEMORY_MIB", value_name = "MIB")]
     pub reply_memory_mib: Option<usize>,
+    /// Most disk space the call traces (traces.sqlite3) may use, in MiB; the
+    /// oldest calls' traces go first (summaries stay) [default: 1024].
+    #[arg(long, env = "IVR_TRACES_MAX_MIB", value_name = "MIB")]
+    pub traces_max_mib: Option<u64>,
     /// Memory for call trace records waiting to be written, in MiB; beyond
     /// it records are dropped and counted, calls are unaffected [default: 64].
     #[arg(long, env = "IVR_TRACE_QUEUE_MIB", value_name = "MIB")]
@@ -227,6 +231,7 @@ struct FileLimits {
     call_state_mib: Option<usize>,
     reply_memory_mib: Option<usize>,
     trace_queue_mib: Option<usize>,
+    traces_max_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -264,6 +269,8 @@ pub struct Limits {
     pub reply_memory_bytes: usize,
     /// Bytes of trace records waiting for the writer.
     pub trace_queue_bytes: usize,
+    /// Most bytes the traces file may use.
+    pub traces_max_bytes: u64,
 }
 
 /// The resolved settings of `ivr-host serve`.
@@ -399,6 +406,10 @@ impl Settings {
             .trace_queue_mib
             .or(file.limits.trace_queue_mib)
             .unwrap_or(64);
+        let traces_max_mib = args
+            .traces_max_mib
+            .or(file.limits.traces_max_mib)
+            .unwrap_or(1024);
         let request_read_secs = args
             .request_read_secs
             .or(file.limits.request_read_secs)
@@ -420,6 +431,7 @@ impl Settings {
             || call_state_mib == 0
             || reply_memory_mib == 0
             || trace_queue_mib == 0
+            || traces_max_mib == 0
             || request_read_secs == 0
         {
             bail!("limits must be greater than zero");
@@ -488,6 +500,7 @@ impl Settings {
                 call_state_bytes: call_state_mib << 20,
                 reply_memory_bytes: reply_memory_mib << 20,
                 trace_queue_bytes: trace_queue_mib << 20,
+                traces_max_bytes: traces_max_mib << 20,
             },
         };
         if let Some(name) = &settings.default_app {

@@ -833,3 +833,72 @@ fn guests_filling_state_and_replies_stay_within_the_memory_bounds() {
     assert!(evicted > 0, "{stats}");
     assert!(host.log().contains("lost its state and version pin"));
 }
+
+#[test]
+fn since_a_whole_second_includes_the_calls_within_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = misbehave_host(dir.path());
+    let mut call = Call::new();
+    host.vca(&pressed(&mut call, "state-then-ok"));
+    let trace = trace_until(&host, &call.session_id, |t| t["first_at"].is_string());
+    let first_at = trace["first_at"].as_str().unwrap().to_owned();
+    // The same instant without its fraction: the call began at or after it.
+    let whole_second = format!("{}Z", &first_at[..19]);
+    assert_ne!(whole_second, first_at, "the host's times carry fractions");
+    let (status, listed) = host.admin_call("GET", &format!("/sessions?since={whole_second}"), None);
+    assert_eq!(status, 200, "{listed}");
+    let sessions: Vec<&str> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["session_id"].as_str())
+        .collect();
+    assert!(
+        sessions.contains(&call.session_id.as_str()),
+        "{first_at}: {listed}"
+    );
+}
+
+/// Bytes of pages the traces file uses (its free pages not counted).
+fn traces_used_bytes(data: &std::path::Path) -> u64 {
+    let conn = rusqlite::Connection::open(data.join("traces.sqlite3")).unwrap();
+    let pragma = |name: &str| -> i64 {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    ((pragma("page_count") - pragma("freelist_count")) * pragma("page_size")) as u64
+}
+
+#[test]
+fn the_traces_file_stays_within_its_size_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = misbehave_host(dir.path());
+    // ~63 KiB of reply per call: 40 calls are over 2 MiB of traces.
+    let mut calls = Vec::new();
+    for _ in 0..40 {
+        let mut call = Call::new();
+        host.vca(&pressed(&mut call, "big-reply"));
+        calls.push(call.session_id);
+    }
+    host.terminate();
+    assert!(host.wait_exit(std::time::Duration::from_secs(15)).is_some());
+    let data = dir.path().join("data");
+    assert!(traces_used_bytes(&data) > 2 << 20);
+
+    // Pruning runs at start, then every minute.
+    let host = Host::start_admin(dir.path(), &["--traces-max-mib", "1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while traces_used_bytes(&data) > 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} bytes",
+            traces_used_bytes(&data)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The newest calls' traces are the ones kept.
+    let (status, _) = host.admin_call("GET", &format!("/sessions/{}", calls[39]), None);
+    assert_eq!(status, 200);
+    let (status, _) = host.admin_call("GET", &format!("/sessions/{}", calls[0]), None);
+    assert_eq!(status, 404);
+}

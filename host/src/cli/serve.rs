@@ -116,7 +116,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             "no webhook auth header is configured (IVR_WEBHOOK_AUTH_HEADER): the webhook listener accepts unauthenticated requests"
         );
     }
-    let pruning = tokio::spawn(prune_traces(service.sessions().clone(), settings.retention));
+    let pruning = tokio::spawn(prune_traces(
+        service.sessions().clone(),
+        settings.retention,
+        settings.limits.traces_max_bytes,
+    ));
     if settings.admin_token.is_none() {
         tracing::warn!(
             "IVR_ADMIN_TOKEN is not set: the admin API on loopback {admin_addr} is open to local users"
@@ -299,9 +303,10 @@ async fn prune_journal(calls: Arc<CallJournal>, call_ttl: Duration) {
     }
 }
 
-/// Delete traces and summaries older than the retention, hourly.
-async fn prune_traces(sessions: Arc<SessionStore>, retention: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60 * 60));
+/// Delete traces and summaries older than the retention, and the oldest
+/// traces beyond the size cap: at start, then every minute.
+async fn prune_traces(sessions: Arc<SessionStore>, retention: Duration, max_bytes: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
         let Ok(cutoff) = jiff::Timestamp::now()
@@ -310,9 +315,19 @@ async fn prune_traces(sessions: Arc<SessionStore>, retention: Duration) {
             continue;
         };
         let sessions = sessions.clone();
-        match tokio::task::spawn_blocking(move || sessions.prune(&cutoff.to_string())).await {
-            Ok(Ok(removed)) if removed > 0 => {
-                tracing::info!(removed, "pruned call traces older than the retention")
+        let pruned = tokio::task::spawn_blocking(move || {
+            let old = sessions.prune(&cutoff.to_string())?;
+            let over = sessions.cap_traces(max_bytes)?;
+            anyhow::Ok((old, over))
+        })
+        .await;
+        match pruned {
+            Ok(Ok((old, over))) if old + over > 0 => {
+                tracing::info!(
+                    older_than_retention = old,
+                    over_the_size_cap = over,
+                    "pruned call traces"
+                )
             }
             Ok(Err(err)) => tracing::warn!("pruning call traces failed: {err:#}"),
             _ => {}

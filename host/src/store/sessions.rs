@@ -143,7 +143,6 @@ CREATE TABLE IF NOT EXISTS main.summaries (
     error_code INTEGER,
     json TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS main.summaries_received_at ON summaries(received_at);
 ";
 
 /// The traces, in their own file (attached as `traces`; never fsynced).
@@ -156,7 +155,6 @@ CREATE TABLE IF NOT EXISTS traces.sessions (
     version INTEGER,
     events INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS traces.sessions_first_at ON sessions(first_at);
 CREATE TABLE IF NOT EXISTS traces.trace_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT NOT NULL,
@@ -166,7 +164,24 @@ CREATE TABLE IF NOT EXISTS traces.trace_events (
     reply TEXT
 );
 CREATE INDEX IF NOT EXISTS traces.trace_events_session ON trace_events(session_id, id);
-CREATE INDEX IF NOT EXISTS traces.trace_events_at ON trace_events(at);
+";
+
+/// Every time is also kept as a number (microseconds since the Unix epoch),
+/// which filters, orders and prunes: RFC 3339 texts of different fractional
+/// lengths do not compare in time order. Added to databases from before,
+/// filled from their texts.
+const TIME_NUMBERS: [(&str, &str, &str, &str); 4] = [
+    ("main", "summaries", "received_us", "received_at"),
+    ("traces", "sessions", "first_us", "first_at"),
+    ("traces", "sessions", "last_us", "last_at"),
+    ("traces", "trace_events", "at_us", "at"),
+];
+
+/// Indexes on the time numbers.
+const TIME_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS main.summaries_received_us ON summaries(received_us);
+CREATE INDEX IF NOT EXISTS traces.sessions_first_us ON sessions(first_us);
+CREATE INDEX IF NOT EXISTS traces.trace_events_at_us ON trace_events(at_us);
 ";
 
 /// A session's row: its traced events joined with its summary, if any.
@@ -188,8 +203,8 @@ SELECT t.session_id, t.first_at, t.last_at, t.app, t.version, t.events,
        COALESCE(s.session_status, 'IN_PROGRESS') AS status, s.error_code
   FROM traces.sessions t LEFT JOIN main.summaries s ON s.session_id = t.session_id
  WHERE (?1 IS NULL OR COALESCE(s.session_status, 'IN_PROGRESS') = ?1) AND (?2 IS NULL OR t.app = ?2)
-   AND (?3 IS NULL OR t.first_at >= ?3) AND (?4 IS NULL OR t.first_at < ?4)
- ORDER BY t.first_at DESC LIMIT ?5";
+   AND (?3 IS NULL OR t.first_us >= ?3) AND (?4 IS NULL OR t.first_us < ?4)
+ ORDER BY t.first_us DESC, t.session_id LIMIT ?5";
 
 /// Sessions, summaries and traces in SQLite.
 pub struct SessionStore {
@@ -249,6 +264,7 @@ impl SessionStore {
             .context("creating the summaries table")?;
         let fresh = attach_traces(&conn, traces)?;
         move_traces_out_of_the_database(&conn)?;
+        number_the_times(&conn)?;
         restore_session_rows(&conn, fresh)?;
 
         let writer =
@@ -313,13 +329,14 @@ impl SessionStore {
     /// Store a summary durably. `false` when the session already had one
     /// (a repeated delivery: nothing changes).
     pub fn insert_summary(&self, summary: &SessionSummary, json: &str) -> anyhow::Result<bool> {
-        let now = jiff::Timestamp::now().to_string();
+        let received = jiff::Timestamp::now();
+        let (now, now_us) = (received.to_string(), received.as_microsecond());
         let code = summary.error_details.as_ref().and_then(|e| e.error_code);
         let conn = self.conn();
         let inserted = conn
             .execute(
-                "INSERT OR IGNORE INTO main.summaries (session_id, received_at, session_status, error_code, json) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![summary.session_id, now, summary.session_status, code, json],
+                "INSERT OR IGNORE INTO main.summaries (session_id, received_at, received_us, session_status, error_code, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![summary.session_id, now, now_us, summary.session_status, code, json],
             )
             .context("storing the session summary")?;
         if inserted == 1 {
@@ -332,9 +349,11 @@ impl SessionStore {
             // from the summaries at the next start.
             conn.busy_timeout(SESSION_ROW_WAIT)?;
             let touched = conn.execute(
-                "INSERT INTO traces.sessions (session_id, first_at, last_at) VALUES (?1, ?2, ?2)
-                 ON CONFLICT(session_id) DO UPDATE SET last_at = MAX(last_at, excluded.last_at)",
-                params![summary.session_id, now],
+                "INSERT INTO traces.sessions (session_id, first_at, last_at, first_us, last_us) VALUES (?1, ?2, ?2, ?3, ?3)
+                 ON CONFLICT(session_id) DO UPDATE SET
+                   last_at = CASE WHEN excluded.last_us > last_us THEN excluded.last_at ELSE last_at END,
+                   last_us = MAX(last_us, excluded.last_us)",
+                params![summary.session_id, now, now_us],
             );
             conn.busy_timeout(BUSY_TIMEOUT)?;
             if let Err(err) = touched {
@@ -395,8 +414,8 @@ impl SessionStore {
             params![
                 filter.status,
                 filter.app,
-                filter.since,
-                filter.until,
+                filter.since.as_deref().map(micros).transpose()?,
+                filter.until.as_deref().map(micros).transpose()?,
                 filter.limit as i64
             ],
             session_info,
@@ -406,15 +425,16 @@ impl SessionStore {
 
     /// Delete sessions, summaries and traces older than `before` (RFC 3339).
     pub fn prune(&self, before: &str) -> anyhow::Result<usize> {
+        let before = micros(before)?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let traces = tx.execute("DELETE FROM traces.trace_events WHERE at < ?1", [before])?;
+        let traces = tx.execute("DELETE FROM traces.trace_events WHERE at_us < ?1", [before])?;
         tx.execute(
-            "DELETE FROM main.summaries WHERE received_at < ?1 AND NOT EXISTS
-               (SELECT 1 FROM traces.sessions t WHERE t.session_id = summaries.session_id AND t.last_at >= ?1)",
+            "DELETE FROM main.summaries WHERE received_us < ?1 AND NOT EXISTS
+               (SELECT 1 FROM traces.sessions t WHERE t.session_id = summaries.session_id AND t.last_us >= ?1)",
             [before],
         )?;
-        let sessions = tx.execute("DELETE FROM traces.sessions WHERE last_at < ?1", [before])?;
+        let sessions = tx.execute("DELETE FROM traces.sessions WHERE last_us < ?1", [before])?;
         tx.commit()?;
         Ok(traces + sessions)
     }
@@ -469,6 +489,43 @@ fn attach_traces(conn: &Connection, path: &Path) -> anyhow::Result<bool> {
     }
 }
 
+impl SessionStore {
+    /// Keep the traces file's used pages within `max_bytes`: delete the
+    /// oldest calls' trace events (and their session rows, their summaries
+    /// stay) until it fits. Freed pages are reused, so the file stops
+    /// growing. How many events went.
+    pub fn cap_traces(&self, max_bytes: u64) -> anyhow::Result<usize> {
+        let conn = self.conn();
+        let used = || -> rusqlite::Result<u64> {
+            let pages: i64 = conn.query_row("PRAGMA traces.page_count", [], |r| r.get(0))?;
+            let free: i64 = conn.query_row("PRAGMA traces.freelist_count", [], |r| r.get(0))?;
+            let size: i64 = conn.query_row("PRAGMA traces.page_size", [], |r| r.get(0))?;
+            Ok(((pages - free).max(0) * size) as u64)
+        };
+        let mut deleted = 0;
+        while used()? > max_bytes {
+            // The oldest tenth of the calls (at least one) at a time.
+            let sessions: i64 =
+                conn.query_row("SELECT COUNT(*) FROM traces.sessions", [], |r| r.get(0))?;
+            if sessions == 0 {
+                break;
+            }
+            let batch = (sessions / 10).max(1);
+            deleted += conn.execute(
+                "DELETE FROM traces.trace_events WHERE session_id IN
+                   (SELECT session_id FROM traces.sessions ORDER BY last_us LIMIT ?1)",
+                [batch],
+            )?;
+            conn.execute(
+                "DELETE FROM traces.sessions WHERE session_id IN
+                   (SELECT session_id FROM traces.sessions ORDER BY last_us LIMIT ?1)",
+                [batch],
+            )?;
+        }
+        Ok(deleted)
+    }
+}
+
 fn is_corrupt(err: &rusqlite::Error) -> bool {
     matches!(
         err.sqlite_error_code(),
@@ -506,27 +563,56 @@ fn move_traces_out_of_the_database(conn: &Connection) -> anyhow::Result<()> {
 /// session row, so that sessions whose rows a machine crash took from the
 /// traces file are listed again.
 fn restore_session_rows(conn: &Connection, fresh: bool) -> anyhow::Result<()> {
-    let newest: Option<String> =
-        conn.query_row("SELECT MAX(received_at) FROM main.summaries", [], |row| {
+    let newest: Option<i64> =
+        conn.query_row("SELECT MAX(received_us) FROM main.summaries", [], |row| {
             row.get(0)
         })?;
     let Some(newest) = newest else {
         return Ok(());
     };
-    let since = match (fresh, newest.parse::<jiff::Timestamp>()) {
-        (false, Ok(newest)) => newest
-            .checked_sub(RECONCILE_WINDOW)
-            .map(|t| t.to_string())
-            .unwrap_or_default(),
-        _ => String::new(),
+    let since = if fresh {
+        i64::MIN
+    } else {
+        newest - RECONCILE_WINDOW.as_micros() as i64
     };
     conn.execute(
-        "INSERT OR IGNORE INTO traces.sessions (session_id, first_at, last_at)
-           SELECT session_id, received_at, received_at FROM main.summaries WHERE received_at >= ?1",
+        "INSERT OR IGNORE INTO traces.sessions (session_id, first_at, last_at, first_us, last_us)
+           SELECT session_id, received_at, received_at, received_us, received_us
+             FROM main.summaries WHERE received_us >= ?1",
         [since],
     )
     .context("restoring session rows from the summaries")?;
     Ok(())
+}
+
+/// Add the time numbers to tables from before they existed, filled from the
+/// texts (once), and index them.
+fn number_the_times(conn: &Connection) -> anyhow::Result<()> {
+    for (schema, table, number, text) in TIME_NUMBERS {
+        let present: bool = conn.query_row(
+            &format!("SELECT EXISTS (SELECT 1 FROM pragma_table_info('{table}', '{schema}') WHERE name = '{number}')"),
+            [],
+            |row| row.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {schema}.{table} ADD COLUMN {number} INTEGER;
+                 UPDATE {schema}.{table} SET {number} = CAST(ROUND(unixepoch({text}, 'subsec') * 1000000) AS INTEGER);"
+            ))
+            .with_context(|| format!("adding {table}.{number}"))?;
+        }
+    }
+    conn.execute_batch(TIME_INDEXES)
+        .context("indexing the time numbers")?;
+    Ok(())
+}
+
+/// An RFC 3339 time as microseconds since the Unix epoch.
+fn micros(text: &str) -> anyhow::Result<i64> {
+    let at: jiff::Timestamp = text
+        .parse()
+        .with_context(|| format!("{text:?} is not an RFC 3339 time"))?;
+    Ok(at.as_microsecond())
 }
 
 fn session_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
@@ -620,27 +706,27 @@ fn lossy_text(bytes: &Option<bytes::Bytes>) -> Option<std::borrow::Cow<'_, str>>
 
 /// What one batch changes in a session's row.
 struct SessionTouch<'a> {
-    first_at: &'a str,
-    last_at: &'a str,
+    first_at: (i64, &'a str),
+    last_at: (i64, &'a str),
     app: Option<&'a str>,
     version: Option<u32>,
     events: i64,
 }
 
 impl<'a> SessionTouch<'a> {
-    fn new(record: &'a TraceRecord) -> Self {
+    fn new(record: &'a TraceRecord, at_us: i64) -> Self {
         Self {
-            first_at: &record.at,
-            last_at: &record.at,
+            first_at: (at_us, &record.at),
+            last_at: (at_us, &record.at),
             app: record.app.as_deref(),
             version: record.version,
             events: 1,
         }
     }
 
-    fn add(&mut self, record: &'a TraceRecord) {
-        self.first_at = self.first_at.min(&record.at);
-        self.last_at = self.last_at.max(&record.at);
+    fn add(&mut self, record: &'a TraceRecord, at_us: i64) {
+        self.first_at = self.first_at.min((at_us, &record.at));
+        self.last_at = self.last_at.max((at_us, &record.at));
         if self.app.is_none() {
             self.app = record.app.as_deref();
             self.version = record.version;
@@ -653,12 +739,15 @@ fn write_batch(conn: &mut Connection, batch: &[TraceRecord]) -> anyhow::Result<(
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO trace_events (session_id, at, json, request, reply) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO trace_events (session_id, at, at_us, json, request, reply) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let mut upsert = tx.prepare_cached(
-            "INSERT INTO sessions (session_id, first_at, last_at, app, version, events) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(session_id) DO UPDATE SET first_at = MIN(first_at, excluded.first_at),
-               last_at = MAX(last_at, excluded.last_at), events = events + excluded.events,
+            "INSERT INTO sessions (session_id, first_at, last_at, app, version, events, first_us, last_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(session_id) DO UPDATE SET
+               first_at = CASE WHEN excluded.first_us < first_us THEN excluded.first_at ELSE first_at END,
+               first_us = MIN(first_us, excluded.first_us),
+               last_at = CASE WHEN excluded.last_us > last_us THEN excluded.last_at ELSE last_at END,
+               last_us = MAX(last_us, excluded.last_us), events = events + excluded.events,
                app = COALESCE(sessions.app, excluded.app), version = COALESCE(sessions.version, excluded.version)",
         )?;
         // A session's events in this batch update its row once.
@@ -670,21 +759,30 @@ fn write_batch(conn: &mut Connection, batch: &[TraceRecord]) -> anyhow::Result<(
             // The metadata as JSON; the request and reply bytes stored as sent
             // (parsed only when a trace is read).
             let json = serde_json::to_string(record)?;
+            let at_us = micros(&record.at).unwrap_or(0);
             insert.execute(params![
                 record.session_id,
                 record.at,
+                at_us,
                 json,
                 lossy_text(&record.request_bytes).as_deref(),
                 lossy_text(&record.reply_bytes).as_deref()
             ])?;
             touched
                 .entry(record.session_id.as_str())
-                .and_modify(|t| t.add(record))
-                .or_insert_with(|| SessionTouch::new(record));
+                .and_modify(|t| t.add(record, at_us))
+                .or_insert_with(|| SessionTouch::new(record, at_us));
         }
         for (session_id, t) in touched {
             upsert.execute(params![
-                session_id, t.first_at, t.last_at, t.app, t.version, t.events
+                session_id,
+                t.first_at.1,
+                t.last_at.1,
+                t.app,
+                t.version,
+                t.events,
+                t.first_at.0,
+                t.last_at.0
             ])?;
         }
     }
@@ -729,6 +827,57 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("the trace writer did not store {count} events of {session_id} in 2 s");
+    }
+
+    #[test]
+    fn times_compare_as_times_whatever_their_fractional_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(dir.path());
+        store.record(event("whole", "2026-01-01T00:00:00Z"));
+        store.record(event("half", "2026-01-01T00:00:00.5Z"));
+        store.record(event("quarter", "2026-01-01T00:00:00.25Z"));
+        store.record(event("before", "2025-12-31T23:59:59.9Z"));
+        for session in ["whole", "half", "quarter", "before"] {
+            wait_for_events(&store, session, 1);
+        }
+        let listed = |since: &str| -> Vec<String> {
+            store
+                .sessions(&SessionFilter {
+                    since: Some(since.into()),
+                    limit: 10,
+                    ..SessionFilter::default()
+                })
+                .unwrap()
+                .into_iter()
+                .map(|s| s.session_id)
+                .collect()
+        };
+        assert_eq!(listed("2026-01-01T00:00:00Z"), ["half", "quarter", "whole"]);
+        assert_eq!(listed("2026-01-01T00:00:00.3Z"), ["half"]);
+    }
+
+    #[test]
+    fn a_database_from_before_gets_its_times_as_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let traces = dir.path().join("traces.sqlite3");
+        {
+            let conn = Connection::open(&traces).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE sessions (session_id TEXT PRIMARY KEY, first_at TEXT NOT NULL, last_at TEXT NOT NULL,
+                   app TEXT, version INTEGER, events INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE trace_events (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,
+                   at TEXT NOT NULL, json TEXT NOT NULL, request TEXT, reply TEXT);
+                 INSERT INTO sessions VALUES ('a', '2026-01-01T00:00:00.5Z', '2026-01-01T00:00:00.5Z', 'x', 1, 1);
+                 INSERT INTO sessions VALUES ('b', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'x', 1, 1);",
+            )
+            .unwrap();
+        }
+        let store = open_in(dir.path());
+        let order: Vec<String> = all_sessions(&store)
+            .into_iter()
+            .map(|s| s.session_id)
+            .collect();
+        assert_eq!(order, ["a", "b"], "newest first, by time");
     }
 
     /// Every session (up to 10), unfiltered.
