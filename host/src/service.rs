@@ -396,7 +396,7 @@ impl IvrService {
                     let evicted = self.states.commit(&session_id, state);
                     self.forget_evicted(evicted);
                 }
-                tracing::debug!(app = %app.name, version = app.version, session = %session_id, event = %event_id, elapsed_us, fuel, "answered");
+                tracing::info!(app = %app.name, version = app.version, session = %session_id, event = %event_id, elapsed_us, fuel, "answered");
                 Bytes::from(json)
             }
             Err(fault) => {

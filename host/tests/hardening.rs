@@ -902,3 +902,49 @@ fn the_traces_file_stays_within_its_size_cap() {
     let (status, _) = host.admin_call("GET", &format!("/sessions/{}", calls[0]), None);
     assert_eq!(status, 404);
 }
+
+#[test]
+fn the_command_line_sets_per_app_settings_and_serve_help_names_its_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = misbehave_host(dir.path());
+    let output = cli(&host, &["settings", "app", "guest_time_ms=250", "max_concurrent=3"]);
+    assert!(output.status.success(), "{output:?}");
+    let (_, settings) = host.admin_call("GET", "/apps/app/settings", None);
+    assert_eq!(settings, json!({ "guest_time_ms": 250, "max_concurrent": 3 }));
+    let output = cli(&host, &["settings", "app", "--unset", "max_concurrent"]);
+    assert!(output.status.success(), "{output:?}");
+    let (_, settings) = host.admin_call("GET", "/apps/app/settings", None);
+    assert_eq!(settings, json!({ "guest_time_ms": 250 }));
+    // A bad value is refused with the reason.
+    let output = cli(&host, &["settings", "app", "guest_time_ms=0"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("422"));
+
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("IVR_ADMIN_TOKEN") && help.contains("IVR_LOG"), "{help}");
+}
+
+#[test]
+fn answered_calls_are_logged_at_info_and_libraries_stay_quiet_at_debug() {
+    let app = format!("bank={}", guest("bank-menu").display());
+    let host = Host::start_with_env(&["--app", &app], &[("IVR_LOG", "debug")]);
+    let mut call = Call::new();
+    call.step(&host, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !host.log().contains("answered") {
+        assert!(std::time::Instant::now() < deadline, "{}", host.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let log = host.log();
+    let line = log.lines().find(|l| l.contains("answered")).unwrap();
+    assert!(line.contains(&call.session_id), "{line}");
+    assert!(
+        !log.contains("cranelift") && !log.contains("wasmtime"),
+        "library debug lines: {} lines in all",
+        log.lines().count()
+    );
+}

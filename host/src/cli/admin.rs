@@ -1,4 +1,4 @@
-//! `ivr-host deploy`, `apps`, `rollback`, `routes`, `config`: the admin API
+//! `ivr-host deploy`, `apps`, `rollback`, `routes`, `config`, `settings`: the admin API
 //! from the command line.
 
 use std::path::PathBuf;
@@ -92,6 +92,54 @@ pub struct ConfigArgs {
     pub unset: Vec<String>,
     #[command(flatten)]
     pub admin: AdminTarget,
+}
+
+/// `ivr-host settings NAME [KEY=VALUE...] [--unset KEY]`.
+#[derive(Debug, clap::Args)]
+pub struct SettingsArgs {
+    /// App name.
+    pub name: String,
+    /// Settings to set (others are kept), e.g. `guest_time_ms=200`; a value
+    /// is read as JSON when it is JSON (numbers, a fallback callflow), else
+    /// as text. None: print the settings.
+    #[arg(value_name = "KEY=VALUE")]
+    pub values: Vec<String>,
+    /// Remove these settings (back to the host's value).
+    #[arg(long = "unset", value_name = "KEY")]
+    pub unset: Vec<String>,
+    #[command(flatten)]
+    pub admin: AdminTarget,
+}
+
+/// Show or change an app's settings (limits, fallback) through the admin API.
+pub fn settings(args: SettingsArgs) -> anyhow::Result<()> {
+    let path = format!("/apps/{}/settings", args.name);
+    let current = args.admin.call(Method::GET, &path, None)?;
+    if args.values.is_empty() && args.unset.is_empty() {
+        print(&current);
+        return Ok(());
+    }
+    let mut settings = match current {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    for pair in &args.values {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("expected KEY=VALUE, got {pair:?}"))?;
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        settings.insert(key.to_owned(), value);
+    }
+    for key in &args.unset {
+        settings.remove(key);
+    }
+    print(
+        &args
+            .admin
+            .call(Method::PUT, &path, Some(serde_json::to_vec(&settings)?))?,
+    );
+    Ok(())
 }
 
 fn print(value: &Value) {

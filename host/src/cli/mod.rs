@@ -14,7 +14,15 @@ use crate::config::ServeArgs;
 
 /// A WebAssembly-scriptable IVR runtime answering 8x8 CPaaS Voice webhooks.
 #[derive(Debug, Parser)]
-#[command(name = "ivr-host", version, about)]
+#[command(
+    name = "ivr-host",
+    version,
+    about,
+    after_help = "Environment: IVR_ADMIN_TOKEN (the admin API's bearer token, for `serve` and \
+                  the client commands), IVR_LOG (log filter: a level such as `debug` for the host \
+                  and its guests, or a full filter such as `info,wasmtime=debug`); every `serve` \
+                  flag also reads the IVR_* variable its help names."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -23,6 +31,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the host: answer 8x8 webhooks with the deployed apps.
+    #[command(
+        after_help = "Environment: IVR_ADMIN_TOKEN is the admin API's bearer token (required on a \
+                      non-loopback --admin-listen). IVR_LOG sets the log filter: `info` (the \
+                      default: one line per answered event), `warn`, `debug` for the host and its \
+                      guests, or a full filter such as `info,wasmtime=debug`."
+    )]
     Serve(Box<ServeArgs>),
     /// Upload a component as the new active version of an app.
     Deploy(admin::DeployArgs),
@@ -34,6 +48,8 @@ enum Command {
     Routes(admin::RoutesArgs),
     /// Show or change an app's configuration values.
     Config(admin::ConfigArgs),
+    /// Show or change an app's settings (limits, fallback callflow).
+    Settings(admin::SettingsArgs),
     /// List call traces, or show one call's trace.
     Sessions(sessions::SessionsArgs),
     /// Create, list or delete the subaccount's 8x8 webhooks.
@@ -57,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Rollback(args) => admin::rollback(args),
         Command::Routes(args) => admin::routes(args),
         Command::Config(args) => admin::config(args),
+        Command::Settings(args) => admin::settings(args),
         Command::Sessions(args) => sessions::run(args),
         Command::Webhooks(args) => eightbyeight::webhooks(args),
         Command::Call(args) => eightbyeight::call(args),
@@ -68,6 +85,18 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The log filter for `IVR_LOG`: a bare level (`debug`) applies to the host
+/// and its guests, while the libraries stay at `warn` (Cranelift alone
+/// writes thousands of debug lines per compile); a full filter
+/// (`info,wasmtime=debug`) is taken as written.
+fn log_filter(setting: &str) -> String {
+    let setting = setting.trim();
+    if setting.contains('=') || setting.contains(',') {
+        return setting.to_owned();
+    }
+    format!("warn,ivr_host={setting},guest={setting}")
 }
 
 /// A client command whose output is piped into a reader that stops early
@@ -83,13 +112,13 @@ fn end_quietly_on_closed_pipe() {
     }
 }
 
-/// Log to stderr; `RUST_LOG` (or `IVR_LOG`) sets the filter, default `info`.
+/// Log to stderr; `IVR_LOG` (or `RUST_LOG`) sets the filter, default `info`.
 fn init_logging() {
     let filter = std::env::var("IVR_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(&filter)))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
