@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::apps::routes::RouteTable;
 use crate::apps::settings::{AppSettings, HostLimits};
+use crate::apps::validate_app_name;
 use crate::protocol::ReplyLimits;
 use crate::runtime::{AppConfig, GuestLimits, LogLimits};
 
@@ -172,27 +173,6 @@ fn parse_app_setting(arg: &str) -> Result<AppSetting, String> {
         key: key.to_owned(),
         value: value.to_owned(),
     })
-}
-
-/// App names are short slugs: lowercase letters, digits, `-` and `_`,
-/// starting with a letter or digit, at most 63 characters.
-pub fn validate_app_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid app name {name:?}: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
-        ))
-    }
 }
 
 /// The TOML configuration file.

@@ -10,6 +10,7 @@ pub mod apps;
 pub mod cli;
 pub mod config;
 pub mod edge;
+pub mod embedded;
 pub mod protocol;
 pub mod runtime;
 pub mod service;

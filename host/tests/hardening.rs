@@ -907,10 +907,16 @@ fn the_traces_file_stays_within_its_size_cap() {
 fn the_command_line_sets_per_app_settings_and_serve_help_names_its_variables() {
     let dir = tempfile::tempdir().unwrap();
     let host = misbehave_host(dir.path());
-    let output = cli(&host, &["settings", "app", "guest_time_ms=250", "max_concurrent=3"]);
+    let output = cli(
+        &host,
+        &["settings", "app", "guest_time_ms=250", "max_concurrent=3"],
+    );
     assert!(output.status.success(), "{output:?}");
     let (_, settings) = host.admin_call("GET", "/apps/app/settings", None);
-    assert_eq!(settings, json!({ "guest_time_ms": 250, "max_concurrent": 3 }));
+    assert_eq!(
+        settings,
+        json!({ "guest_time_ms": 250, "max_concurrent": 3 })
+    );
     let output = cli(&host, &["settings", "app", "--unset", "max_concurrent"]);
     assert!(output.status.success(), "{output:?}");
     let (_, settings) = host.admin_call("GET", "/apps/app/settings", None);
@@ -925,7 +931,10 @@ fn the_command_line_sets_per_app_settings_and_serve_help_names_its_variables() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("IVR_ADMIN_TOKEN") && help.contains("IVR_LOG"), "{help}");
+    assert!(
+        help.contains("IVR_ADMIN_TOKEN") && help.contains("IVR_LOG"),
+        "{help}"
+    );
 }
 
 #[test]

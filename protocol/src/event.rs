@@ -376,7 +376,7 @@ fn deserialize<'de, T: Deserialize<'de>>(bytes: &'de [u8], prefix: &str) -> Resu
 
 /// A non-negative integer sent as a number or a numeric string (`callDuration`
 /// is typed String in 8x8's table and sent as an integer in every example).
-fn lenient_u64<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn lenient_u64<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
     struct V;
     impl<'de> de::Visitor<'de> for V {
         type Value = Option<u64>;

@@ -149,18 +149,8 @@ fn lenient_i64<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<i64>, D
     })
 }
 
+/// A duration as 8x8 sends it (a number or a numeric string, see
+/// [`crate::event`]); absent or `null` is 0.
 fn lenient_u64<'de, D: serde::Deserializer<'de>>(de: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum IntOrString {
-        Int(u64),
-        Float(f64),
-        Str(String),
-    }
-    Ok(match Option::<IntOrString>::deserialize(de)? {
-        Some(IntOrString::Int(n)) => n,
-        Some(IntOrString::Float(f)) if f >= 0.0 => f as u64,
-        Some(IntOrString::Str(s)) => s.trim().parse().unwrap_or(0),
-        _ => 0,
-    })
+    Ok(crate::event::lenient_u64(de)?.unwrap_or(0))
 }

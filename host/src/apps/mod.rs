@@ -21,11 +21,10 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::config::validate_app_name;
 use crate::protocol::CallAction;
 use crate::runtime::{AppConfig, CompileError, CompiledApp, Runtime};
 use crate::store::db::{AppRecord, MetadataStore, VersionRecord};
-use crate::store::files::{BlobStore, sha256_hex};
+use crate::store::files::{BlobStore, CompileCache, sha256_hex};
 use pins::PinTable;
 use routes::RouteTable;
 use settings::{AppSettings, Effective, HostLimits};
@@ -130,6 +129,38 @@ impl Snapshot {
     }
 }
 
+/// App names are short slugs: lowercase letters, digits, `-` and `_`,
+/// starting with a letter or digit, at most 63 characters.
+pub fn validate_app_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid app name {name:?}: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+        ))
+    }
+}
+
+/// Keep `compiled` in the compile cache (a failure only costs a compile at
+/// the next start).
+fn keep_compiled(runtime: &Runtime, cache: &CompileCache, sha256: &str, compiled: &CompiledApp) {
+    let kept = runtime
+        .serialize(compiled)
+        .and_then(|bytes| cache.put(sha256, &bytes));
+    if let Err(err) = kept {
+        tracing::warn!("could not write the compile cache: {err:#}");
+    }
+}
+
 /// Why an admin operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -179,7 +210,7 @@ pub struct AppRegistry {
     runtime: Arc<Runtime>,
     db: Arc<dyn MetadataStore>,
     blobs: BlobStore,
-    compiled_dir: PathBuf,
+    compiled: CompileCache,
     host_limits: HostLimits,
 }
 
@@ -197,6 +228,7 @@ impl AppRegistry {
         host_limits: HostLimits,
     ) -> anyhow::Result<Self> {
         let host_default = Arc::new(AppSettings::default().resolve(&host_limits));
+        let compiled = CompileCache::new(&paths.compiled, &runtime.engine_key());
         let registry = Self {
             current: ArcSwap::from_pointee(Snapshot {
                 apps: BTreeMap::new(),
@@ -209,7 +241,7 @@ impl AppRegistry {
             runtime,
             db,
             blobs: BlobStore::new(paths.components),
-            compiled_dir: paths.compiled,
+            compiled,
         };
         let _guard = registry.writer.lock().await;
         let records = registry.blocking(|db| db.apps()).await?;
@@ -221,18 +253,27 @@ impl AppRegistry {
                 )?),
                 None => None,
             };
-            let effective = Arc::new(record.settings.resolve(&host_limits));
+            let settings: AppSettings = serde_json::from_value(record.settings.clone())
+                .with_context(|| {
+                    format!("the stored settings of {:?} are unreadable", record.name)
+                })?;
+            let effective = Arc::new(settings.resolve(&host_limits));
             apps.insert(
                 record.name.clone(),
                 AppSlot {
                     active,
                     config: Arc::new(record.config),
-                    settings: record.settings,
+                    settings,
                     effective,
                 },
             );
         }
-        let routes = registry.blocking(|db| db.routes()).await?;
+        let routes = match registry.blocking(|db| db.routes()).await? {
+            Some(stored) => {
+                serde_json::from_value(stored).context("the stored routes are unreadable")?
+            }
+            None => RouteTable::default(),
+        };
         registry.current.store(Arc::new(Snapshot {
             apps,
             routes,
@@ -359,14 +400,12 @@ impl AppRegistry {
         let size = bytes.len() as u64;
         let runtime = self.runtime.clone();
         let blobs = self.blobs.clone();
-        let compiled_dir = self.compiled_dir.clone();
+        let cache = self.compiled.clone();
         let sha = sha256.clone();
         let compiled = tokio::task::spawn_blocking(move || -> Result<CompiledApp, AdminError> {
             let compiled = runtime.compile(&bytes)?;
             blobs.put(&sha, &bytes)?;
-            if let Err(err) = runtime.store_cached(&compiled_dir, &sha, &compiled) {
-                tracing::warn!("could not write the compile cache: {err:#}");
-            }
+            keep_compiled(&runtime, &cache, &sha, &compiled);
             Ok(compiled)
         })
         .await
@@ -478,7 +517,8 @@ impl AppRegistry {
             .map_err(AdminError::Invalid)?;
         let _guard = self.writer.lock().await;
         self.require_deployed(name)?;
-        let (app_name, stored) = (name.to_owned(), settings.clone());
+        let stored = serde_json::to_value(&settings).context("encoding the settings")?;
+        let app_name = name.to_owned();
         self.blocking(move |db| db.set_settings(&app_name, &stored))
             .await?;
         let snapshot = self.snapshot();
@@ -502,7 +542,7 @@ impl AppRegistry {
         routes
             .validate(|app| snapshot.apps.contains_key(app))
             .map_err(AdminError::Invalid)?;
-        let stored = routes.clone();
+        let stored = serde_json::to_value(&routes).context("encoding the routes")?;
         self.blocking(move |db| db.set_routes(&stored)).await?;
         let mut next = (*snapshot).clone();
         next.routes = routes;
@@ -553,20 +593,30 @@ impl AppRegistry {
         }
         let runtime = self.runtime.clone();
         let blobs = self.blobs.clone();
-        let compiled_dir = self.compiled_dir.clone();
+        let cache = self.compiled.clone();
         let sha = record.sha256.clone();
         let app = name.to_owned();
         let version = record.version;
         let compiled = tokio::task::spawn_blocking(move || -> Result<CompiledApp, AdminError> {
-            if let Some(compiled) = runtime.load_cached(&compiled_dir, &sha) {
-                tracing::info!(app, version, source = "cache", "app loaded");
-                return Ok(compiled);
+            if let Some(artifact) = cache.get(&sha) {
+                // SAFETY: the cache's directory is keyed by this engine's
+                // `engine_key`, and `get` hands back only bytes matching the
+                // seal written after `Runtime::serialize`'s output.
+                match unsafe { runtime.load_compiled(&artifact) } {
+                    Ok(compiled) => {
+                        tracing::info!(app, version, source = "cache", "app loaded");
+                        return Ok(compiled);
+                    }
+                    Err(err) => tracing::warn!(
+                        app,
+                        version,
+                        "cached compiled code unusable ({err}); recompiling"
+                    ),
+                }
             }
             let bytes = blobs.get(&sha)?;
             let compiled = runtime.compile(&bytes)?;
-            if let Err(err) = runtime.store_cached(&compiled_dir, &sha, &compiled) {
-                tracing::warn!("could not write the compile cache: {err:#}");
-            }
+            keep_compiled(&runtime, &cache, &sha, &compiled);
             tracing::info!(app, version, source = "compiled", "app loaded");
             Ok(compiled)
         })

@@ -127,8 +127,7 @@ pub fn settings(args: SettingsArgs) -> anyhow::Result<()> {
         let (key, value) = pair
             .split_once('=')
             .with_context(|| format!("expected KEY=VALUE, got {pair:?}"))?;
-        let value =
-            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
         settings.insert(key.to_owned(), value);
     }
     for key in &args.unset {

@@ -8,7 +8,6 @@ mod sandbox;
 mod ticker;
 
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -198,69 +197,38 @@ impl Runtime {
         self.prepare(component)
     }
 
-    /// The compile cache's directory for this engine: artifacts from another
-    /// wasmtime version or configuration are never looked at.
-    pub fn cache_dir(&self, root: &Path) -> PathBuf {
+    /// A key naming this engine's configuration and wasmtime version:
+    /// compiled code is only ever loaded into an engine with the same key.
+    pub fn engine_key(&self) -> String {
         let mut hasher = std::hash::DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
-        root.join(format!("{:016x}", hasher.finish()))
+        format!("{:016x}", hasher.finish())
     }
 
-    /// Load the component `sha256` from the compile cache, if this host wrote
-    /// an intact artifact for it. Any problem is a miss (logged), never an error.
-    pub fn load_cached(&self, cache_root: &Path, sha256: &str) -> Option<CompiledApp> {
-        let dir = self.cache_dir(cache_root);
-        let artifact = dir.join(format!("{sha256}.cwasm"));
-        let seal = dir.join(format!("{sha256}.cwasm.sha256"));
-        let (bytes, expected) = match (std::fs::read(&artifact), std::fs::read_to_string(&seal)) {
-            (Ok(bytes), Ok(expected)) => (bytes, expected),
-            _ => return None,
-        };
-        if crate::store::files::sha256_hex(&bytes) != expected.trim() {
-            tracing::warn!(artifact = %artifact.display(), "compiled artifact does not match its seal; recompiling");
-            return None;
-        }
-        // SAFETY: the artifact was written by `store_cached` of a host with
-        // this engine configuration (the directory is keyed by the engine's
-        // compatibility hash) and is byte-for-byte what it wrote (the seal).
-        let component = match unsafe { Component::deserialize(&self.engine, &bytes) } {
-            Ok(component) => component,
-            Err(err) => {
-                tracing::warn!(artifact = %artifact.display(), "cannot load compiled artifact ({err}); recompiling");
-                return None;
-            }
-        };
-        match self.prepare(component) {
-            Ok(app) => Some(app),
-            Err(err) => {
-                tracing::warn!(artifact = %artifact.display(), "cached artifact unusable ({err}); recompiling");
-                None
-            }
-        }
-    }
-
-    /// Write `app`'s compiled code to the cache (atomically, with a seal).
-    pub fn store_cached(
-        &self,
-        cache_root: &Path,
-        sha256: &str,
-        app: &CompiledApp,
-    ) -> anyhow::Result<()> {
-        let dir = self.cache_dir(cache_root);
-        let bytes = app
-            .pre
+    /// `app`'s compiled code, to keep (see [`Runtime::load_compiled`]).
+    pub fn serialize(&self, app: &CompiledApp) -> anyhow::Result<Vec<u8>> {
+        app.pre
             .instance_pre()
             .component()
             .serialize()
             .map_err(anyhow::Error::from)
-            .context("serializing compiled code")?;
-        crate::store::files::write_atomic(&dir.join(format!("{sha256}.cwasm")), &bytes)?;
-        crate::store::files::write_atomic(
-            &dir.join(format!("{sha256}.cwasm.sha256")),
-            crate::store::files::sha256_hex(&bytes).as_bytes(),
-        )
+            .context("serializing compiled code")
+    }
+
+    /// An app from compiled code [`Runtime::serialize`] produced.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be exactly what `serialize` returned on an engine with
+    /// the same [`Runtime::engine_key`]: wasmtime runs the machine code in
+    /// it as it is (the compile cache checks both, by directory and seal).
+    pub unsafe fn load_compiled(&self, bytes: &[u8]) -> Result<CompiledApp, CompileError> {
+        // SAFETY: the caller guarantees the bytes' origin (above).
+        let component = unsafe { Component::deserialize(&self.engine, bytes) }
+            .map_err(|e| CompileError::NotAComponent(format!("{e:#}")))?;
+        self.prepare(component)
     }
 
     fn prepare(&self, component: Component) -> Result<CompiledApp, CompileError> {

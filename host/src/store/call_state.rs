@@ -6,7 +6,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::recent::RecentMap;
-use crate::runtime::CallState;
+
+/// A call's state: string values by key (the guest's `state` import).
+pub type CallState = std::collections::HashMap<String, String>;
 
 /// In-memory per-call state, keyed by session id.
 pub struct CallStateStore {

@@ -9,9 +9,8 @@ use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::apps::routes::RouteTable;
-use crate::apps::settings::AppSettings;
-use crate::runtime::AppConfig;
+/// An app's configuration values (the guest's `config` import).
+pub type AppConfig = std::collections::BTreeMap<String, String>;
 
 /// One deployed version of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,8 +38,9 @@ pub struct AppRecord {
     pub versions: Vec<VersionRecord>,
     /// Configuration values.
     pub config: AppConfig,
-    /// Per-app limits and fallback.
-    pub settings: AppSettings,
+    /// Per-app limits and fallback, as the registry stored them (a JSON
+    /// object; the registry reads it).
+    pub settings: serde_json::Value,
 }
 
 impl AppRecord {
@@ -69,12 +69,12 @@ pub trait MetadataStore: Send + Sync {
     fn delete_app(&self, app: &str) -> anyhow::Result<()>;
     /// Replace an app's configuration (creating the app if needed).
     fn set_config(&self, app: &str, config: &AppConfig) -> anyhow::Result<()>;
-    /// Replace an app's settings (creating the app if needed).
-    fn set_settings(&self, app: &str, settings: &AppSettings) -> anyhow::Result<()>;
-    /// The routing table.
-    fn routes(&self) -> anyhow::Result<RouteTable>;
-    /// Replace the routing table.
-    fn set_routes(&self, routes: &RouteTable) -> anyhow::Result<()>;
+    /// Replace an app's settings, a JSON document (creating the app if needed).
+    fn set_settings(&self, app: &str, settings: &serde_json::Value) -> anyhow::Result<()>;
+    /// The routing table, a JSON document, if one was stored.
+    fn routes(&self) -> anyhow::Result<Option<serde_json::Value>>;
+    /// Replace the routing table, a JSON document.
+    fn set_routes(&self, routes: &serde_json::Value) -> anyhow::Result<()>;
 }
 
 /// [`MetadataStore`] in an embedded SQLite database.
@@ -175,7 +175,7 @@ impl MetadataStore for SqliteStore {
                     active_version: row.get(1)?,
                     versions: Vec::new(),
                     config: AppConfig::new(),
-                    settings: AppSettings::default(),
+                    settings: serde_json::Value::Object(Default::default()),
                 })
             })?
             .collect::<Result<_, _>>()
@@ -281,7 +281,7 @@ impl MetadataStore for SqliteStore {
             .with_context(|| format!("saving the configuration of {app:?}"))
     }
 
-    fn set_settings(&self, app: &str, settings: &AppSettings) -> anyhow::Result<()> {
+    fn set_settings(&self, app: &str, settings: &serde_json::Value) -> anyhow::Result<()> {
         let json = serde_json::to_string(settings)?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -294,7 +294,7 @@ impl MetadataStore for SqliteStore {
             .with_context(|| format!("saving the settings of {app:?}"))
     }
 
-    fn routes(&self) -> anyhow::Result<RouteTable> {
+    fn routes(&self) -> anyhow::Result<Option<serde_json::Value>> {
         let text: Option<String> = self
             .conn()
             .query_row(
@@ -304,13 +304,11 @@ impl MetadataStore for SqliteStore {
             )
             .optional()
             .context("reading routes")?;
-        match text {
-            Some(text) => serde_json::from_str(&text).context("the stored routes are unreadable"),
-            None => Ok(RouteTable::default()),
-        }
+        text.map(|text| serde_json::from_str(&text).context("the stored routes are unreadable"))
+            .transpose()
     }
 
-    fn set_routes(&self, routes: &RouteTable) -> anyhow::Result<()> {
+    fn set_routes(&self, routes: &serde_json::Value) -> anyhow::Result<()> {
         let text = serde_json::to_string(routes)?;
         self.conn()
             .execute(
@@ -359,9 +357,8 @@ mod tests {
                 &AppConfig::from([("agent_number".into(), "+65".into())]),
             )
             .unwrap();
-            let routes: RouteTable =
-                serde_json::from_str(r#"{"default_app":"menu","rules":[]}"#).unwrap();
-            db.set_routes(&routes).unwrap();
+            db.set_routes(&serde_json::json!({ "default_app": "menu", "rules": [] }))
+                .unwrap();
         }
         let db = SqliteStore::open(&path).unwrap();
         let apps = db.apps().unwrap();
@@ -370,7 +367,10 @@ mod tests {
         assert_eq!(apps[0].active().unwrap().sha256, "aa");
         assert_eq!(apps[0].versions.len(), 2);
         assert_eq!(apps[0].config["agent_number"], "+65");
-        assert_eq!(db.routes().unwrap().default_app.as_deref(), Some("menu"));
+        assert_eq!(
+            db.routes().unwrap().unwrap()["default_app"].as_str(),
+            Some("menu")
+        );
         db.delete_app("menu").unwrap();
         assert!(db.apps().unwrap().is_empty());
         assert!(db.activate("menu", 1).is_err());

@@ -121,3 +121,45 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path().join("a")).unwrap().count(), 1);
     }
 }
+
+/// Compiled code kept across restarts: `DIR/<engine key>/<sha256>.cwasm`,
+/// each with a seal (`.cwasm.sha256`, its own hash) written after it, so a
+/// torn or altered artifact is never handed back.
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: PathBuf,
+}
+
+impl CompileCache {
+    /// The cache under `root` for the engine named `engine_key`.
+    pub fn new(root: &Path, engine_key: &str) -> Self {
+        Self {
+            dir: root.join(engine_key),
+        }
+    }
+
+    /// The artifact of component `sha256`, if one was written whole and
+    /// matches its seal. Any problem is a miss (logged), never an error.
+    pub fn get(&self, sha256: &str) -> Option<Vec<u8>> {
+        let artifact = self.dir.join(format!("{sha256}.cwasm"));
+        let seal = self.dir.join(format!("{sha256}.cwasm.sha256"));
+        let (bytes, expected) = match (fs::read(&artifact), fs::read_to_string(&seal)) {
+            (Ok(bytes), Ok(expected)) => (bytes, expected),
+            _ => return None,
+        };
+        if sha256_hex(&bytes) != expected.trim() {
+            tracing::warn!(artifact = %artifact.display(), "compiled artifact does not match its seal; recompiling");
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// Keep the artifact of component `sha256` (atomically, then its seal).
+    pub fn put(&self, sha256: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        write_atomic(&self.dir.join(format!("{sha256}.cwasm")), bytes)?;
+        write_atomic(
+            &self.dir.join(format!("{sha256}.cwasm.sha256")),
+            sha256_hex(bytes).as_bytes(),
+        )
+    }
+}
