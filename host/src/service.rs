@@ -346,32 +346,34 @@ impl IvrService {
             ..TraceRecord::default()
         };
         let snapshot = self.apps.snapshot();
-        let app = match self.apps.resolve(&snapshot, &event) {
-            Ok(app) => app,
+        let (app, pinned_now) = match self.apps.resolve(&snapshot, &event) {
+            Ok(resolved) => resolved,
             Err(reason) => {
                 let fault = Fault::NoRoute(reason);
                 tracing::warn!(session = %event.session_id, event = %event.event_id, kind = fault.kind(), "{fault}; answering with the fallback callflow");
                 let fallback = snapshot.host_default().fallback.clone();
                 record.fault_kind = Some(fault.kind().to_owned());
                 record.fault = Some(fault.to_string());
-                self.journal(&Decision {
-                    session_id: &event.session_id,
-                    event_id: &event.event_id,
+                self.journal(Decision {
+                    session_id: event.session_id.clone(),
+                    event_id: event.event_id.clone(),
                     pin: None,
                     state: None,
-                    reply: &fallback,
-                });
+                    reply: fallback.clone(),
+                })
+                .await;
                 record.reply_bytes = Some(fallback.clone());
                 self.sessions.record(record);
                 return fallback;
             }
         };
         let limits = snapshot.effective(&app.name);
+        let loaded_state = self.states.load(&event.session_id);
         let call = EventContext {
             app: app.name.clone(),
             version: app.version_label.clone(),
             session_id: event.session_id.clone(),
-            state: self.states.load(&event.session_id),
+            state: loaded_state.clone(),
             config: snapshot.config(&app.name),
         };
         let session_id = event.session_id.clone();
@@ -392,7 +394,9 @@ impl IvrService {
         let reply = match result {
             Ok(json) => {
                 if let Some(state) = state {
-                    kept_state = serde_json::to_string(&state).ok();
+                    if state != loaded_state {
+                        kept_state = serde_json::to_string(&state).ok();
+                    }
                     let evicted = self.states.commit(&session_id, state);
                     self.forget_evicted(evicted);
                 }
@@ -409,13 +413,17 @@ impl IvrService {
                 limits.fallback.clone()
             }
         };
-        self.journal(&Decision {
-            session_id: &session_id,
-            event_id: &event_id,
-            pin: Some((&app.name, app.version)),
-            state: kept_state.as_deref(),
-            reply: &reply,
-        });
+        // The call's row is written when it changes: its first event (the
+        // pin) and events that changed its state.
+        let call_changed = pinned_now || kept_state.is_some();
+        self.journal(Decision {
+            session_id: session_id.clone(),
+            event_id: event_id.clone(),
+            pin: call_changed.then(|| (app.name.clone(), app.version)),
+            state: kept_state,
+            reply: reply.clone(),
+        })
+        .await;
         record.reply_bytes = Some(reply.clone());
         self.sessions.record(record);
         reply
@@ -443,9 +451,9 @@ impl IvrService {
     /// Keep a decision on disk before its reply leaves, so that a restart
     /// neither changes the call's version, loses its state, nor decides a
     /// repeated delivery again. A failure is logged; the call is answered.
-    fn journal(&self, decision: &Decision<'_>) {
-        if let Err(err) = self.calls.record(decision) {
-            tracing::error!(session = %decision.session_id, "could not journal the call's decision: {err:#}");
+    async fn journal(&self, decision: Decision) {
+        if let Err(err) = self.calls.record(decision).await {
+            tracing::error!("could not journal a call's decision: {err:#}");
         }
     }
 

@@ -957,3 +957,41 @@ fn answered_calls_are_logged_at_info_and_libraries_stay_quiet_at_debug() {
         log.lines().count()
     );
 }
+
+#[test]
+fn pruning_the_traces_under_load_delays_no_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = misbehave_host(dir.path());
+    // Over 4 MiB of traces to prune.
+    for _ in 0..80 {
+        host.vca(&pressed(&mut Call::new(), "big-reply"));
+    }
+    host.terminate();
+    assert!(host.wait_exit(std::time::Duration::from_secs(15)).is_some());
+    // The restart prunes to 1 MiB at once while callers keep calling and
+    // summaries keep arriving.
+    let host = Arc::new(Host::start_admin(dir.path(), &["--traces-max-mib", "1"]));
+    let mut worst = std::time::Duration::ZERO;
+    for _ in 0..100 {
+        let asked = std::time::Instant::now();
+        let mut call = Call::new();
+        let reply = host.vca(&pressed(&mut call, "state-then-ok"));
+        assert_eq!(said(&reply), "Saved.");
+        let (status, body) = host.post("/webhooks/vss", &summary(&call.session_id, "COMPLETED"));
+        assert_eq!(status, 200, "{body}");
+        worst = worst.max(asked.elapsed());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !host.log().contains("over_the_size_cap=") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never pruned:\n{}",
+            host.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        worst < std::time::Duration::from_millis(500),
+        "a call waited {worst:?}"
+    );
+}

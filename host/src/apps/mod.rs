@@ -290,13 +290,18 @@ impl AppRegistry {
 
     /// The version answering `event`'s call: the one pinned to its session,
     /// else the routed app's active version (which is then pinned).
+    /// Also says whether the call was pinned just now (its first event).
     pub fn resolve(
         &self,
         snapshot: &Snapshot,
         event: &CallAction,
-    ) -> Result<Arc<LoadedApp>, String> {
-        self.pins
-            .get_or_pin(&event.session_id, || snapshot.route(event))
+    ) -> Result<(Arc<LoadedApp>, bool), String> {
+        let mut pinned_now = false;
+        let app = self.pins.get_or_pin(&event.session_id, || {
+            pinned_now = true;
+            snapshot.route(event)
+        })?;
+        Ok((app, pinned_now))
     }
 
     /// Put back the pins of calls in progress kept across a restart, each

@@ -11,12 +11,20 @@
 //! and no wasm.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
 
+/// `calls`: one row per call in progress, written when the call changes
+/// (its first event, a change of state). `replies`: appended in time order
+/// (no key but the row id, so a batch of replies fills the last pages
+/// instead of dirtying one random page each); a repeated delivery never
+/// reaches the journal, so the first row of an event is its reply.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS calls (
     session_id TEXT PRIMARY KEY,
@@ -27,27 +35,28 @@ CREATE TABLE IF NOT EXISTS calls (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS calls_used ON calls (used_ms);
 CREATE TABLE IF NOT EXISTS replies (
+    id INTEGER PRIMARY KEY,
     session_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     reply BLOB NOT NULL,
-    at_ms INTEGER NOT NULL,
-    PRIMARY KEY (session_id, event_id)
-) WITHOUT ROWID;
+    at_ms INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS replies_at ON replies (at_ms);
 ";
 
 /// One decided event, as the journal keeps it.
-pub struct Decision<'a> {
+#[derive(Debug, Clone)]
+pub struct Decision {
     /// The call.
-    pub session_id: &'a str,
+    pub session_id: String,
     /// The event (empty: nothing to deduplicate).
-    pub event_id: &'a str,
+    pub event_id: String,
     /// The app and version the call is pinned to, when one answered.
-    pub pin: Option<(&'a str, u32)>,
+    pub pin: Option<(Arc<str>, u32)>,
     /// The call's state after the event, when the event changed it (JSON).
-    pub state: Option<&'a str>,
+    pub state: Option<String>,
     /// The reply given.
-    pub reply: &'a [u8],
+    pub reply: Bytes,
 }
 
 /// A call read back at start.
@@ -80,60 +89,78 @@ pub struct StoredReply {
 
 /// The calls-in-progress journal.
 pub struct CallJournal {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// Decisions waiting for the group-commit thread, each with whom to tell.
+    queue: Option<Sender<(Decision, oneshot::Sender<anyhow::Result<()>>)>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
+impl Drop for CallJournal {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has written what is queued.
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the calls journal writer panicked");
+        }
+    }
+}
+
+/// Most decisions committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
 impl CallJournal {
-    /// Open (or create) the journal at `path`.
+    /// Open (or create) the journal at `path` and start its writer. Only
+    /// this process uses the file (`locking_mode = EXCLUSIVE`: no file
+    /// locks or shared memory per transaction).
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let conn = Connection::open(path)
             .with_context(|| format!("opening the calls journal {}", path.display()))?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA busy_timeout = 5000;",
+            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;",
         )
         .context("configuring the calls journal")?;
         conn.execute_batch(SCHEMA)
             .context("creating the calls journal's tables")?;
+        let conn = Arc::new(Mutex::new(conn));
+        let (queue, decisions) = std::sync::mpsc::channel();
+        let shared = conn.clone();
+        let writer = std::thread::Builder::new()
+            .name("ivr-calls-journal".into())
+            .spawn(move || commit_in_groups(&shared, &decisions))
+            .context("starting the calls journal writer")?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            conn,
+            queue: Some(queue),
+            writer: Some(writer),
         })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.conn)
     }
 
-    /// Keep one decided event: the call's pin and state, and its reply.
-    pub fn record(&self, decision: &Decision<'_>) -> anyhow::Result<()> {
-        let now = now_ms();
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if let Some((app, version)) = decision.pin {
-            tx.prepare_cached(
-                "INSERT INTO calls (session_id, app, version, state, used_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (session_id) DO UPDATE SET used_ms = excluded.used_ms,
-                   state = COALESCE(excluded.state, calls.state)",
-            )?
-            .execute(params![
-                decision.session_id,
-                app,
-                version,
-                decision.state,
-                now
-            ])?;
-        }
-        if !decision.event_id.is_empty() {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO replies (session_id, event_id, reply, at_ms) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                decision.session_id,
-                decision.event_id,
-                decision.reply,
-                now
-            ])?;
-        }
-        tx.commit().context("writing the calls journal")
+    /// Keep one decided event — the call's pin and state, and its reply —
+    /// resolving once it is written. Decisions made at the same time are
+    /// committed together (one transaction for all the events that arrived
+    /// while the previous one was written), so the cost of a commit is
+    /// shared under load.
+    pub async fn record(&self, decision: Decision) -> anyhow::Result<()> {
+        let (done, written) = oneshot::channel();
+        self.queue
+            .as_ref()
+            .context("the calls journal is closed")?
+            .send((decision, done))
+            .map_err(|_| anyhow::anyhow!("the calls journal writer has stopped"))?;
+        written
+            .await
+            .map_err(|_| anyhow::anyhow!("the calls journal writer has stopped"))?
+    }
+
+    /// Write `decisions` in one transaction, now.
+    pub fn write(&self, decisions: &[Decision]) -> anyhow::Result<()> {
+        write_batch(&mut self.conn(), decisions)
     }
 
     /// Forget a call that ended (its replies stay until they expire).
@@ -176,7 +203,7 @@ impl CallJournal {
         let mut replies: Vec<StoredReply> = conn
             .prepare(
                 "SELECT session_id, event_id, reply, at_ms FROM replies
-                 WHERE at_ms > ?1 ORDER BY at_ms DESC LIMIT ?2",
+                 WHERE at_ms > ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
             )?
             .query_map(params![now - ms(reply_ttl), max_replies as i64], |row| {
                 Ok(StoredReply {
@@ -209,6 +236,66 @@ impl CallJournal {
     }
 }
 
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The writer: takes the first queued decision, then every other one
+/// already queued, commits them together and tells each caller.
+fn commit_in_groups(
+    conn: &Mutex<Connection>,
+    decisions: &Receiver<(Decision, oneshot::Sender<anyhow::Result<()>>)>,
+) {
+    while let Ok(first) = decisions.recv() {
+        let mut batch = vec![first];
+        batch.extend(decisions.try_iter().take(MAX_BATCH - 1));
+        let (entries, waiting): (Vec<Decision>, Vec<_>) = batch.into_iter().unzip();
+        let result = write_batch(&mut lock(conn), &entries);
+        for done in waiting {
+            let _ = done.send(match &result {
+                Ok(()) => Ok(()),
+                Err(err) => Err(anyhow::anyhow!("{err:#}")),
+            });
+        }
+    }
+}
+
+/// One transaction for `decisions`.
+fn write_batch(conn: &mut Connection, decisions: &[Decision]) -> anyhow::Result<()> {
+    let now = now_ms();
+    let tx = conn.transaction()?;
+    {
+        let mut pin = tx.prepare_cached(
+            "INSERT INTO calls (session_id, app, version, state, used_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (session_id) DO UPDATE SET used_ms = excluded.used_ms,
+               state = COALESCE(excluded.state, calls.state)",
+        )?;
+        let mut reply = tx.prepare_cached(
+            "INSERT INTO replies (session_id, event_id, reply, at_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for decision in decisions {
+            if let Some((app, version)) = &decision.pin {
+                pin.execute(params![
+                    decision.session_id,
+                    &**app,
+                    version,
+                    decision.state,
+                    now
+                ])?;
+            }
+            if !decision.event_id.is_empty() {
+                reply.execute(params![
+                    decision.session_id,
+                    decision.event_id,
+                    &decision.reply[..],
+                    now
+                ])?;
+            }
+        }
+    }
+    tx.commit().context("writing the calls journal")
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -234,19 +321,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("calls.sqlite3");
         let journal = CallJournal::open(&path).unwrap();
-        let decision = |event_id, state, reply| Decision {
-            session_id: "s1",
-            event_id,
-            pin: Some(("bank", 3)),
-            state,
-            reply,
+        let decision = |event_id: &str, state: Option<&str>, reply: &'static [u8]| Decision {
+            session_id: "s1".into(),
+            event_id: event_id.into(),
+            pin: Some(("bank".into(), 3)),
+            state: state.map(str::to_owned),
+            reply: Bytes::from_static(reply),
         };
         journal
-            .record(&decision("e1", Some(r#"{"k":"v"}"#), b"first"))
+            .write(&[decision("e1", Some(r#"{"k":"v"}"#), b"first")])
             .unwrap();
-        // A fault changes no state; a repeat keeps the first reply.
-        journal.record(&decision("e2", None, b"second")).unwrap();
-        journal.record(&decision("e1", None, b"again")).unwrap();
+        // A fault changes no state. (A repeat is answered from memory and
+        // never journaled; were one written, loading keeps the order, and
+        // the reply cache keeps the first.)
+        journal.write(&[decision("e2", None, b"second")]).unwrap();
         drop(journal);
 
         let journal = CallJournal::open(&path).unwrap();
@@ -269,6 +357,35 @@ mod tests {
             "replies outlive the call until they expire"
         );
         assert_eq!(journal.prune(HOUR, Duration::ZERO).unwrap(), 2);
+        assert!(journal.load(HOUR, 10, HOUR, 10).unwrap().1.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn decisions_made_together_are_committed_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(CallJournal::open(&dir.path().join("calls.sqlite3")).unwrap());
+        let tasks: Vec<_> = (0..64)
+            .map(|n| {
+                let journal = journal.clone();
+                tokio::spawn(async move {
+                    journal
+                        .record(Decision {
+                            session_id: format!("s{n}"),
+                            event_id: format!("e{n}"),
+                            pin: Some(("app".into(), 1)),
+                            state: Some(format!(r#"{{"n":"{n}"}}"#)),
+                            reply: Bytes::from(format!("reply {n}")),
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        // Every one written when its `record` resolved.
+        let (calls, replies) = journal.load(HOUR, 100, HOUR, 100).unwrap();
+        assert_eq!((calls.len(), replies.len()), (64, 64));
     }
 
     #[test]
@@ -276,15 +393,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = CallJournal::open(&dir.path().join("calls.sqlite3")).unwrap();
         for n in 0..5 {
-            let session = format!("s{n}");
             journal
-                .record(&Decision {
-                    session_id: &session,
-                    event_id: "e",
-                    pin: Some(("app", 1)),
+                .write(&[Decision {
+                    session_id: format!("s{n}"),
+                    event_id: "e".into(),
+                    pin: Some(("app".into(), 1)),
                     state: None,
-                    reply: b"r",
-                })
+                    reply: Bytes::from_static(b"r"),
+                }])
                 .unwrap();
             std::thread::sleep(Duration::from_millis(2));
         }

@@ -61,12 +61,17 @@ impl ReplyCache {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Put back a reply kept across a restart, given `age` ago.
+    /// Put back a reply kept across a restart, given `age` ago (oldest
+    /// first: the first reply kept for an event is the one that stays).
     pub fn restore(&self, session_id: &str, event_id: &str, reply: Bytes, age: Duration) {
         let key = event_key(session_id, event_id);
         let weight = key.len() + reply.len() + ENTRY_OVERHEAD;
+        let mut map = self.lock();
+        if map.peek(&key).is_some() {
+            return;
+        }
         let cell = Arc::new(OnceCell::new_with(Some(reply)));
-        self.lock().insert_weighted(key, cell, weight, age);
+        let _ = map.insert_weighted(key, cell, weight, age);
     }
 
     fn slot(&self, key: String) -> Arc<OnceCell<Bytes>> {
