@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Call, Host, guest, trace_until};
+use common::{Call, Host, guest, misbehave_host, trace_until};
 use serde_json::{Value, json};
 
 /// A host serving the misbehaving guest (its digit `count` counts events in
@@ -88,13 +88,6 @@ fn a_reused_event_id_from_another_session_never_gets_that_sessions_reply() {
     assert!(said(&b_reply).contains("ending in 2468"), "{b_reply}");
     // A's own repeat still gets A's first reply.
     assert_eq!(host.vca(&account_event), a_reply);
-}
-
-/// A host serving only the misbehaving guest, with the admin token.
-fn misbehave_host(dir: &std::path::Path) -> Host {
-    let host = Host::start_admin(dir, &[]);
-    host.deploy("app", &guest("misbehave"));
-    host
 }
 
 #[test]

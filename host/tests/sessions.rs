@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Call, Host, guest, request, trace_until};
+use common::{Call, Host, guest, misbehave_host, request, trace_until};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Value {
@@ -23,12 +23,6 @@ fn summary_for(session: &str) -> Value {
     let mut vss = fixture("vss_inbound_completed");
     vss["payload"]["sessionId"] = session.into();
     vss
-}
-
-fn misbehave_host(dir: &std::path::Path) -> Host {
-    let host = Host::start_admin(dir, &[]);
-    host.deploy("app", &guest("misbehave"));
-    host
 }
 
 #[test]

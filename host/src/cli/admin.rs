@@ -114,31 +114,9 @@ pub struct SettingsArgs {
 /// Show or change an app's settings (limits, fallback) through the admin API.
 pub fn settings(args: SettingsArgs) -> anyhow::Result<()> {
     let path = format!("/apps/{}/settings", args.name);
-    let current = args.admin.call(Method::GET, &path, None)?;
-    if args.values.is_empty() && args.unset.is_empty() {
-        print(&current);
-        return Ok(());
-    }
-    let mut settings = match current {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
-    for pair in &args.values {
-        let (key, value) = pair
-            .split_once('=')
-            .with_context(|| format!("expected KEY=VALUE, got {pair:?}"))?;
-        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
-        settings.insert(key.to_owned(), value);
-    }
-    for key in &args.unset {
-        settings.remove(key);
-    }
-    print(
-        &args
-            .admin
-            .call(Method::PUT, &path, Some(serde_json::to_vec(&settings)?))?,
-    );
-    Ok(())
+    edit_object(&args.admin, &path, &args.values, &args.unset, |text| {
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+    })
 }
 
 fn print(value: &Value) {
@@ -260,27 +238,39 @@ pub fn routes(args: RoutesArgs) -> anyhow::Result<()> {
 
 pub fn config(args: ConfigArgs) -> anyhow::Result<()> {
     let path = format!("/apps/{}/config", args.name);
-    if args.values.is_empty() && args.unset.is_empty() {
-        print(&args.admin.call(Method::GET, &path, None)?);
+    edit_object(&args.admin, &path, &args.values, &args.unset, |text| {
+        Value::String(text.to_owned())
+    })
+}
+
+/// Print the JSON object at `path`, or change it: set each `KEY=VALUE`
+/// (the value read by `parse`), remove each of `unset`, and print the
+/// result.
+fn edit_object(
+    admin: &AdminTarget,
+    path: &str,
+    values: &[String],
+    unset: &[String],
+    parse: impl Fn(&str) -> Value,
+) -> anyhow::Result<()> {
+    let current = admin.call(Method::GET, path, None)?;
+    if values.is_empty() && unset.is_empty() {
+        print(&current);
         return Ok(());
     }
-    let mut config = match args.admin.call(Method::GET, &path, None) {
-        Ok(Value::Object(map)) => map,
+    let mut object = match current {
+        Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
-    for pair in &args.values {
+    for pair in values {
         let (key, value) = pair
             .split_once('=')
             .with_context(|| format!("expected KEY=VALUE, got {pair:?}"))?;
-        config.insert(key.to_owned(), Value::String(value.to_owned()));
+        object.insert(key.to_owned(), parse(value));
     }
-    for key in &args.unset {
-        config.remove(key);
+    for key in unset {
+        object.remove(key);
     }
-    print(
-        &args
-            .admin
-            .call(Method::PUT, &path, Some(serde_json::to_vec(&config)?))?,
-    );
+    print(&admin.call(Method::PUT, path, Some(serde_json::to_vec(&object)?))?);
     Ok(())
 }

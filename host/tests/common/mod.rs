@@ -71,6 +71,14 @@ pub const SERVE_ON_EPHEMERAL_PORTS: [&str; 6] = [
 /// The admin token the test hosts started with [`Host::start_admin`] use.
 pub const TOKEN: &str = "test-admin-token";
 
+/// A host with the admin token in `dir`, serving the misbehaving test guest
+/// as `app`.
+pub fn misbehave_host(dir: &Path) -> Host {
+    let host = Host::start_admin(dir, &[]);
+    host.deploy("app", &guest("misbehave"));
+    host
+}
+
 /// A running `ivr-host serve` process.
 pub struct Host {
     child: Child,
