@@ -988,3 +988,37 @@ fn pruning_the_traces_under_load_delays_no_call() {
         "a call waited {worst:?}"
     );
 }
+
+#[test]
+fn small_usability_fixes_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = misbehave_host(dir.path());
+    // The admin API asked of the webhook listener says where it is.
+    let (status, body) = common::request("GET", &format!("{}/apps", host.webhooks), None, &[]);
+    assert_eq!(status, 404);
+    assert!(body.contains("admin listener"), "{body}");
+    // --admin without a scheme.
+    let bare = host.admin.trim_start_matches("http://").to_owned();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
+        .args(["apps", "--admin", &bare])
+        .env("IVR_ADMIN_TOKEN", common::TOKEN)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("app"));
+    // A status filter in lower case finds the calls in upper case.
+    let mut call = Call::new();
+    host.vca(&pressed(&mut call, "state-then-ok"));
+    let (status, _) = host.post("/webhooks/vss", &summary(&call.session_id, "ERROR"));
+    assert_eq!(status, 200);
+    let listed = trace_until(&host, &call.session_id, |t| t["status"] == "ERROR");
+    assert_eq!(listed["status"], "ERROR");
+    let (_, found) = host.admin_call("GET", "/sessions?status=error", None);
+    let found: Vec<&str> = found["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["session_id"].as_str())
+        .collect();
+    assert_eq!(found, [call.session_id.as_str()]);
+}
