@@ -62,7 +62,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Arc<IvrService>> {
         "apps ready"
     );
 
-    let calls = Arc::new(CallJournal::open(&settings.data_dir.join("calls.sqlite3"))?);
+    let calls = Arc::new(CallJournal::open(&settings.data_dir.join("calls"))?);
     let service = Arc::new(IvrService::new(
         runtime,
         registry,
@@ -87,7 +87,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Arc<IvrService>> {
             MAX_REMEMBERED_REPLIES,
         )
         .await
-        .context("restoring the calls in progress from calls.sqlite3")?;
+        .context("restoring the calls in progress from the calls journal")?;
     Ok(service)
 }
 

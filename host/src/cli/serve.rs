@@ -25,7 +25,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let service = embedded::open(&settings).await?;
     let calls = service.call_journal().clone();
-    let journal_pruning = tokio::spawn(prune_journal(calls, settings.call_idle_ttl));
+    let journal_compaction = tokio::spawn(compact_journal(calls, settings.call_idle_ttl));
     let warm_expiry = {
         let service = service.clone();
         tokio::spawn(async move {
@@ -114,7 +114,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     pruning.abort();
-    journal_pruning.abort();
+    journal_compaction.abort();
     warm_expiry.abort();
     let _ = warm_expiry.await;
     let _ = pruning.await;
@@ -132,17 +132,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Delete journaled calls idle past `call_ttl` and replies past their TTL,
-/// every minute.
-async fn prune_journal(calls: Arc<CallJournal>, call_ttl: Duration) {
+/// Fold the calls journal's finished segments into what is still live,
+/// every minute (the first tick: at start, folding what the last run left).
+async fn compact_journal(calls: Arc<CallJournal>, call_ttl: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
         let calls = calls.clone();
-        match tokio::task::spawn_blocking(move || calls.prune(call_ttl, embedded::REPLY_TTL)).await
-        {
-            Ok(Err(err)) => tracing::warn!("pruning the calls journal failed: {err:#}"),
-            Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "pruned the calls journal"),
+        let compacted = tokio::task::spawn_blocking(move || {
+            calls.compact(
+                call_ttl,
+                crate::store::MAX_CALLS,
+                embedded::REPLY_TTL,
+                embedded::MAX_REMEMBERED_REPLIES,
+            )
+        })
+        .await;
+        match compacted {
+            Ok(Err(err)) => tracing::warn!("compacting the calls journal failed: {err:#}"),
+            Ok(Ok(folded)) if folded > 0 => {
+                tracing::debug!(folded, "compacted the calls journal")
+            }
             _ => {}
         }
     }

@@ -3,46 +3,31 @@
 //! recently given (for repeated deliveries). Written before the reply
 //! leaves; read back once at start.
 //!
-//! The file (`calls.sqlite3`) is written with `synchronous = OFF`: a commit
-//! is in the operating system's cache when the reply leaves, so a crash of
-//! the process loses nothing; a crash of the machine may lose the last
-//! seconds (those calls start over, as they would have without this file).
-//! The values are opaque text and bytes here: the store knows no registry
-//! and no wasm.
+//! An append-only log in the directory `calls/`: each decision is one JSON
+//! line, written with one `write` on the thread that decided it (no fsync:
+//! when the reply leaves, the line is in the operating system's cache, so a
+//! crash of the process loses nothing; a crash of the machine may lose the
+//! last seconds, whose calls start over as they would have without it).
+//! Segments `<n>.log` are replayed in order; a new one starts every
+//! [`SEGMENT_BYTES`], and [`CallJournal::compact`] folds the finished ones
+//! into one (what is still live, within the same bounds and expiry as in
+//! memory). A line cut short by a crash is skipped. The values are opaque
+//! text here: the store knows no registry and no wasm.
 
-use std::path::Path;
-use std::sync::mpsc::{Receiver, Sender};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use rusqlite::{Connection, params};
-use tokio::sync::oneshot;
+use serde::{Deserialize, Serialize};
 
-/// `calls`: one row per call in progress, written when the call changes
-/// (its first event, a change of state). `replies`: appended in time order
-/// (no key but the row id, so a batch of replies fills the last pages
-/// instead of dirtying one random page each); a repeated delivery never
-/// reaches the journal, so the first row of an event is its reply.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS calls (
-    session_id TEXT PRIMARY KEY,
-    app TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    state TEXT,
-    used_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS calls_used ON calls (used_ms);
-CREATE TABLE IF NOT EXISTS replies (
-    id INTEGER PRIMARY KEY,
-    session_id TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    reply BLOB NOT NULL,
-    at_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS replies_at ON replies (at_ms);
-";
+use super::recent::RecentMap;
+
+/// A segment this large is finished and a new one started.
+const SEGMENT_BYTES: u64 = 16 << 20;
 
 /// One decided event, as the journal keeps it.
 #[derive(Debug, Clone)]
@@ -51,7 +36,8 @@ pub struct Decision {
     pub session_id: String,
     /// The event (empty: nothing to deduplicate).
     pub event_id: String,
-    /// The app and version the call is pinned to, when one answered.
+    /// The app and version the call is pinned to, when the call changed
+    /// (its first event, or a change of state).
     pub pin: Option<(Arc<str>, u32)>,
     /// The call's state after the event, when the event changed it (JSON).
     pub state: Option<String>,
@@ -70,7 +56,7 @@ pub struct StoredCall {
     pub version: u32,
     /// Its state (JSON), if any was kept.
     pub state: Option<String>,
-    /// How long ago its last event was decided.
+    /// How long ago it was last written.
     pub idle: Duration,
 }
 
@@ -87,87 +73,127 @@ pub struct StoredReply {
     pub age: Duration,
 }
 
+/// One line of the log.
+#[derive(Serialize, Deserialize)]
+struct Line<'a> {
+    /// When, in ms since the Unix epoch.
+    t: i64,
+    s: std::borrow::Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    e: std::borrow::Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    a: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    v: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    st: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<std::borrow::Cow<'a, str>>,
+    /// The call ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    end: bool,
+}
+
+/// The segment being appended to.
+struct Tail {
+    file: File,
+    number: u64,
+    bytes: u64,
+    /// A line is built here before its one `write`.
+    buffer: Vec<u8>,
+}
+
 /// The calls-in-progress journal.
 pub struct CallJournal {
-    conn: Arc<Mutex<Connection>>,
-    /// Decisions waiting for the group-commit thread, each with whom to tell.
-    queue: Option<Sender<(Decision, oneshot::Sender<anyhow::Result<()>>)>>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    dir: PathBuf,
+    tail: Mutex<Tail>,
+    /// Held while finished segments are folded, so two never run at once.
+    compacting: Mutex<()>,
 }
-
-impl Drop for CallJournal {
-    fn drop(&mut self) {
-        // Closing the queue ends the writer once it has written what is queued.
-        drop(self.queue.take());
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
-        {
-            tracing::error!("the calls journal writer panicked");
-        }
-    }
-}
-
-/// Most decisions committed in one transaction.
-const MAX_BATCH: usize = 1024;
 
 impl CallJournal {
-    /// Open (or create) the journal at `path` and start its writer. Only
-    /// this process uses the file (`locking_mode = EXCLUSIVE`: no file
-    /// locks or shared memory per transaction).
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(path)
-            .with_context(|| format!("opening the calls journal {}", path.display()))?;
-        conn.execute_batch(
-            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;",
-        )
-        .context("configuring the calls journal")?;
-        conn.execute_batch(SCHEMA)
-            .context("creating the calls journal's tables")?;
-        let conn = Arc::new(Mutex::new(conn));
-        let (queue, decisions) = std::sync::mpsc::channel();
-        let shared = conn.clone();
-        let writer = std::thread::Builder::new()
-            .name("ivr-calls-journal".into())
-            .spawn(move || commit_in_groups(&shared, &decisions))
-            .context("starting the calls journal writer")?;
+    /// Open (or create) the journal in the directory `dir`.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("creating the calls journal {}", dir.display()))?;
+        for leftover in fs::read_dir(dir)?.filter_map(Result::ok) {
+            if leftover.path().extension().is_some_and(|x| x == "tmp") {
+                let _ = fs::remove_file(leftover.path());
+            }
+        }
+        let next = segments(dir)?.last().map_or(1, |(n, _)| n + 1);
+        let tail = open_segment(dir, next)?;
         Ok(Self {
-            conn,
-            queue: Some(queue),
-            writer: Some(writer),
+            dir: dir.to_owned(),
+            tail: Mutex::new(tail),
+            compacting: Mutex::new(()),
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        lock(&self.conn)
+    fn tail(&self) -> MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Keep one decided event — the call's pin and state, and its reply —
-    /// resolving once it is written. Decisions made at the same time are
-    /// committed together (one transaction for all the events that arrived
-    /// while the previous one was written), so the cost of a commit is
-    /// shared under load.
+    /// Keep one decided event — the call's pin and state when they changed,
+    /// and its reply — with one `write`, before the reply leaves.
     pub async fn record(&self, decision: Decision) -> anyhow::Result<()> {
-        let (done, written) = oneshot::channel();
-        self.queue
-            .as_ref()
-            .context("the calls journal is closed")?
-            .send((decision, done))
-            .map_err(|_| anyhow::anyhow!("the calls journal writer has stopped"))?;
-        written
-            .await
-            .map_err(|_| anyhow::anyhow!("the calls journal writer has stopped"))?
+        self.write(std::slice::from_ref(&decision))
     }
 
-    /// Write `decisions` in one transaction, now.
+    /// Keep `decisions`, now.
     pub fn write(&self, decisions: &[Decision]) -> anyhow::Result<()> {
-        write_batch(&mut self.conn(), decisions)
+        let t = now_ms();
+        let mut tail = self.tail();
+        let tail = &mut *tail;
+        tail.buffer.clear();
+        for decision in decisions {
+            let line = Line {
+                t,
+                s: decision.session_id.as_str().into(),
+                e: decision.event_id.as_str().into(),
+                a: decision.pin.as_ref().map(|(app, _)| (&**app).into()),
+                v: decision.pin.as_ref().map_or(0, |(_, version)| *version),
+                st: decision.state.as_deref().map(Into::into),
+                r: (!decision.event_id.is_empty())
+                    .then(|| String::from_utf8_lossy(&decision.reply)),
+                end: false,
+            };
+            serde_json::to_writer(&mut tail.buffer, &line)?;
+            tail.buffer.push(b'\n');
+        }
+        self.append(tail)
     }
 
     /// Forget a call that ended (its replies stay until they expire).
     pub fn forget(&self, session_id: &str) -> anyhow::Result<()> {
-        self.conn()
-            .prepare_cached("DELETE FROM calls WHERE session_id = ?1")?
-            .execute([session_id])?;
+        let mut tail = self.tail();
+        let tail = &mut *tail;
+        tail.buffer.clear();
+        let line = Line {
+            t: now_ms(),
+            s: session_id.into(),
+            e: "".into(),
+            a: None,
+            v: 0,
+            st: None,
+            r: None,
+            end: true,
+        };
+        serde_json::to_writer(&mut tail.buffer, &line)?;
+        tail.buffer.push(b'\n');
+        self.append(tail)
+    }
+
+    /// Write the buffered lines in one `write`; start a new segment once
+    /// this one is full.
+    fn append(&self, tail: &mut Tail) -> anyhow::Result<()> {
+        tail.file
+            .write_all(&tail.buffer)
+            .context("writing the calls journal")?;
+        tail.bytes += tail.buffer.len() as u64;
+        if tail.bytes >= SEGMENT_BYTES {
+            *tail = open_segment(&self.dir, tail.number + 1)?;
+        }
         Ok(())
     }
 
@@ -181,119 +207,243 @@ impl CallJournal {
         reply_ttl: Duration,
         max_replies: usize,
     ) -> anyhow::Result<(Vec<StoredCall>, Vec<StoredReply>)> {
-        let now = now_ms();
-        let conn = self.conn();
-        let mut calls: Vec<StoredCall> = conn
-            .prepare(
-                "SELECT session_id, app, version, state, used_ms FROM calls
-                 WHERE used_ms > ?1 ORDER BY used_ms DESC LIMIT ?2",
-            )?
-            .query_map(params![now - ms(call_ttl), max_calls as i64], |row| {
-                Ok(StoredCall {
-                    session_id: row.get(0)?,
-                    app: row.get(1)?,
-                    version: row.get(2)?,
-                    state: row.get(3)?,
-                    idle: since(now, row.get(4)?),
-                })
-            })?
-            .collect::<Result<_, _>>()
-            .context("reading the calls journal")?;
-        calls.reverse();
-        let mut replies: Vec<StoredReply> = conn
-            .prepare(
-                "SELECT session_id, event_id, reply, at_ms FROM replies
-                 WHERE at_ms > ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
-            )?
-            .query_map(params![now - ms(reply_ttl), max_replies as i64], |row| {
-                Ok(StoredReply {
-                    session_id: row.get(0)?,
-                    event_id: row.get(1)?,
-                    reply: row.get(2)?,
-                    age: since(now, row.get(3)?),
-                })
-            })?
-            .collect::<Result<_, _>>()
-            .context("reading the calls journal")?;
-        replies.reverse();
-        Ok((calls, replies))
+        let segments: Vec<PathBuf> = segments(&self.dir)?.into_iter().map(|(_, p)| p).collect();
+        let bounds = Bounds {
+            call_ttl,
+            max_calls,
+            reply_ttl,
+            max_replies,
+        };
+        let (calls, replies) = replay(&segments, &bounds)?.into_stored();
+        let (call_from, reply_from) = (call_ttl, reply_ttl);
+        Ok((
+            calls.into_iter().filter(|c| c.idle < call_from).collect(),
+            replies.into_iter().filter(|r| r.age < reply_from).collect(),
+        ))
     }
 
-    /// Delete calls idle for `call_ttl` and replies older than `reply_ttl`;
-    /// how many rows went.
-    pub fn prune(&self, call_ttl: Duration, reply_ttl: Duration) -> anyhow::Result<usize> {
+    /// Fold every finished segment into one holding only what is live (the
+    /// same bounds as [`CallJournal::load`]); how many segments went. Runs
+    /// off the event path; appending goes on meanwhile.
+    pub fn compact(
+        &self,
+        call_ttl: Duration,
+        max_calls: usize,
+        reply_ttl: Duration,
+        max_replies: usize,
+    ) -> anyhow::Result<usize> {
+        let _compacting = self
+            .compacting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Finish the current segment, so everything so far can be folded.
+        let current = {
+            let mut tail = self.tail();
+            let number = tail.number;
+            if tail.bytes > 0 {
+                *tail = open_segment(&self.dir, number + 1)?;
+            }
+            tail.number
+        };
+        let finished: Vec<(u64, PathBuf)> = segments(&self.dir)?
+            .into_iter()
+            .filter(|(n, _)| *n < current)
+            .collect();
+        let Some((last, _)) = finished.last().cloned() else {
+            return Ok(0);
+        };
+        let paths: Vec<PathBuf> = finished.iter().map(|(_, p)| p.clone()).collect();
+        let bounds = Bounds {
+            call_ttl,
+            max_calls,
+            reply_ttl,
+            max_replies,
+        };
+        let (calls, replies) = replay(&paths, &bounds)?.into_stored();
+        // The fold takes the place of the newest finished segment (so the
+        // order of replay holds), written whole before it replaces it; a
+        // crash before the older ones are removed only replays them twice.
+        let folded = segment_path(&self.dir, last);
+        let temporary = folded.with_extension("log.tmp");
+        let mut out = std::io::BufWriter::new(
+            File::create(&temporary)
+                .with_context(|| format!("creating {}", temporary.display()))?,
+        );
         let now = now_ms();
-        let conn = self.conn();
-        let calls = conn.execute(
-            "DELETE FROM calls WHERE used_ms <= ?1",
-            [now - ms(call_ttl)],
-        )?;
-        let replies = conn.execute(
-            "DELETE FROM replies WHERE at_ms <= ?1",
-            [now - ms(reply_ttl)],
-        )?;
-        Ok(calls + replies)
-    }
-}
-
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    conn.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The writer: takes the first queued decision, then every other one
-/// already queued, commits them together and tells each caller.
-fn commit_in_groups(
-    conn: &Mutex<Connection>,
-    decisions: &Receiver<(Decision, oneshot::Sender<anyhow::Result<()>>)>,
-) {
-    while let Ok(first) = decisions.recv() {
-        let mut batch = vec![first];
-        batch.extend(decisions.try_iter().take(MAX_BATCH - 1));
-        let (entries, waiting): (Vec<Decision>, Vec<_>) = batch.into_iter().unzip();
-        let result = write_batch(&mut lock(conn), &entries);
-        for done in waiting {
-            let _ = done.send(match &result {
-                Ok(()) => Ok(()),
-                Err(err) => Err(anyhow::anyhow!("{err:#}")),
-            });
+        for call in &calls {
+            let line = Line {
+                t: now - call.idle.as_millis() as i64,
+                s: call.session_id.as_str().into(),
+                e: "".into(),
+                a: Some(call.app.as_str().into()),
+                v: call.version,
+                st: call.state.as_deref().map(Into::into),
+                r: None,
+                end: false,
+            };
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
         }
+        for reply in &replies {
+            let line = Line {
+                t: now - reply.age.as_millis() as i64,
+                s: reply.session_id.as_str().into(),
+                e: reply.event_id.as_str().into(),
+                a: None,
+                v: 0,
+                st: None,
+                r: Some(String::from_utf8_lossy(&reply.reply)),
+                end: false,
+            };
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+        }
+        out.into_inner()
+            .map_err(|err| err.into_error())?
+            .sync_all()?;
+        fs::rename(&temporary, &folded)
+            .with_context(|| format!("replacing {}", folded.display()))?;
+        for (number, path) in &finished {
+            if *number != last {
+                fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+        Ok(finished.len() - 1)
     }
 }
 
-/// One transaction for `decisions`.
-fn write_batch(conn: &mut Connection, decisions: &[Decision]) -> anyhow::Result<()> {
+/// What the replay of segments leaves live: at most the bounds' number of
+/// calls and replies at any moment (the least recently written make room),
+/// so a replay never holds more than the host would in memory.
+struct Live {
+    calls: RecentMap<String, (String, u32, Option<String>, i64)>,
+    replies: RecentMap<(String, String), (String, i64)>,
+}
+
+impl Live {
+    /// The calls and replies, least recently written first.
+    fn into_stored(self) -> (Vec<StoredCall>, Vec<StoredReply>) {
+        let now = now_ms();
+        let calls = self
+            .calls
+            .into_entries()
+            .map(|(session_id, (app, version, state, t))| StoredCall {
+                session_id,
+                app,
+                version,
+                state,
+                idle: since(now, t),
+            })
+            .collect();
+        let replies = self
+            .replies
+            .into_entries()
+            .map(|((session_id, event_id), (reply, t))| StoredReply {
+                session_id,
+                event_id,
+                reply: reply.into_bytes(),
+                age: since(now, t),
+            })
+            .collect();
+        (calls, replies)
+    }
+}
+
+/// The bounds of a replay.
+struct Bounds {
+    call_ttl: Duration,
+    max_calls: usize,
+    reply_ttl: Duration,
+    max_replies: usize,
+}
+
+/// Replay `segments` in order: a call's latest pin and state (gone once it
+/// ended), each event's first reply; only what is within its time to live
+/// and its bound.
+fn replay(segments: &[PathBuf], bounds: &Bounds) -> anyhow::Result<Live> {
     let now = now_ms();
-    let tx = conn.transaction()?;
-    {
-        let mut pin = tx.prepare_cached(
-            "INSERT INTO calls (session_id, app, version, state, used_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (session_id) DO UPDATE SET used_ms = excluded.used_ms,
-               state = COALESCE(excluded.state, calls.state)",
-        )?;
-        let mut reply = tx.prepare_cached(
-            "INSERT INTO replies (session_id, event_id, reply, at_ms) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for decision in decisions {
-            if let Some((app, version)) = &decision.pin {
-                pin.execute(params![
-                    decision.session_id,
-                    &**app,
-                    version,
-                    decision.state,
-                    now
-                ])?;
+    let (call_from, reply_from) = (now - ms(bounds.call_ttl), now - ms(bounds.reply_ttl));
+    let forever = Duration::MAX;
+    let mut live = Live {
+        calls: RecentMap::new(bounds.max_calls, forever),
+        replies: RecentMap::new(bounds.max_replies, forever),
+    };
+    for path in segments {
+        let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        for text in BufReader::new(file).split(b'\n') {
+            let text = text.with_context(|| format!("reading {}", path.display()))?;
+            // A line cut short by a crash, or damaged: skipped.
+            let Ok(line) = serde_json::from_slice::<Line<'_>>(&text) else {
+                continue;
+            };
+            if line.end {
+                live.calls.remove(&*line.s);
+                continue;
             }
-            if !decision.event_id.is_empty() {
-                reply.execute(params![
-                    decision.session_id,
-                    decision.event_id,
-                    &decision.reply[..],
-                    now
-                ])?;
+            if let Some(app) = &line.a
+                && line.t > call_from
+            {
+                let state = match (&line.st, live.calls.remove(&*line.s)) {
+                    (Some(state), _) => Some(state.to_string()),
+                    (None, Some((_, _, kept, _))) => kept,
+                    (None, None) => None,
+                };
+                let _ = live
+                    .calls
+                    .insert(line.s.to_string(), (app.to_string(), line.v, state, line.t));
+            }
+            if let Some(reply) = &line.r
+                && line.t > reply_from
+                && !line.e.is_empty()
+            {
+                let key = (line.s.to_string(), line.e.to_string());
+                if live.replies.peek(&key).is_none() {
+                    let _ = live.replies.insert(key, (reply.to_string(), line.t));
+                }
             }
         }
     }
-    tx.commit().context("writing the calls journal")
+    Ok(live)
+}
+
+/// The segments in `dir`, in order.
+fn segments(dir: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
+    let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let path = entry.path();
+            let number = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((number, path))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:012}.log"))
+}
+
+fn open_segment(dir: &Path, number: u64) -> anyhow::Result<Tail> {
+    let path = segment_path(dir, number);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok(Tail {
+        file,
+        number,
+        bytes,
+        buffer: Vec::with_capacity(4096),
+    })
 }
 
 fn now_ms() -> i64 {
@@ -316,36 +466,42 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
+    fn decision(session: &str, event: &str, state: Option<&str>, reply: &str) -> Decision {
+        Decision {
+            session_id: session.into(),
+            event_id: event.into(),
+            pin: Some(("bank".into(), 3)),
+            state: state.map(str::to_owned),
+            reply: Bytes::from(reply.to_owned()),
+        }
+    }
+
     #[test]
     fn a_decision_is_read_back_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("calls.sqlite3");
-        let journal = CallJournal::open(&path).unwrap();
-        let decision = |event_id: &str, state: Option<&str>, reply: &'static [u8]| Decision {
-            session_id: "s1".into(),
-            event_id: event_id.into(),
-            pin: Some(("bank".into(), 3)),
-            state: state.map(str::to_owned),
-            reply: Bytes::from_static(reply),
-        };
+        let journal = CallJournal::open(dir.path()).unwrap();
         journal
-            .write(&[decision("e1", Some(r#"{"k":"v"}"#), b"first")])
+            .write(&[decision("s1", "e1", Some(r#"{"k":"v"}"#), "first")])
             .unwrap();
-        // A fault changes no state. (A repeat is answered from memory and
-        // never journaled; were one written, loading keeps the order, and
-        // the reply cache keeps the first.)
-        journal.write(&[decision("e2", None, b"second")]).unwrap();
+        // A fault changes no state; a repeat keeps the first reply.
+        let mut fault = decision("s1", "e2", None, "second");
+        fault.pin = None;
+        journal.write(&[fault]).unwrap();
+        journal
+            .write(&[decision("s1", "e1", None, "again")])
+            .unwrap();
         drop(journal);
 
-        let journal = CallJournal::open(&path).unwrap();
+        let journal = CallJournal::open(dir.path()).unwrap();
         let (calls, replies) = journal.load(HOUR, 10, HOUR, 10).unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!((calls[0].app.as_str(), calls[0].version), ("bank", 3));
         assert_eq!(calls[0].state.as_deref(), Some(r#"{"k":"v"}"#));
-        let replies: Vec<_> = replies
+        let mut replies: Vec<_> = replies
             .iter()
             .map(|r| (r.event_id.as_str(), r.reply.as_slice()))
             .collect();
+        replies.sort();
         assert_eq!(replies, [("e1", &b"first"[..]), ("e2", &b"second"[..])]);
 
         journal.forget("s1").unwrap();
@@ -356,59 +512,52 @@ mod tests {
             2,
             "replies outlive the call until they expire"
         );
-        assert_eq!(journal.prune(HOUR, Duration::ZERO).unwrap(), 2);
-        assert!(journal.load(HOUR, 10, HOUR, 10).unwrap().1.is_empty());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn decisions_made_together_are_committed_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Arc::new(CallJournal::open(&dir.path().join("calls.sqlite3")).unwrap());
-        let tasks: Vec<_> = (0..64)
-            .map(|n| {
-                let journal = journal.clone();
-                tokio::spawn(async move {
-                    journal
-                        .record(Decision {
-                            session_id: format!("s{n}"),
-                            event_id: format!("e{n}"),
-                            pin: Some(("app".into(), 1)),
-                            state: Some(format!(r#"{{"n":"{n}"}}"#)),
-                            reply: Bytes::from(format!("reply {n}")),
-                        })
-                        .await
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-        // Every one written when its `record` resolved.
-        let (calls, replies) = journal.load(HOUR, 100, HOUR, 100).unwrap();
-        assert_eq!((calls.len(), replies.len()), (64, 64));
+        let (_, replies) = journal.load(HOUR, 10, Duration::ZERO, 10).unwrap();
+        assert!(replies.is_empty(), "expired");
     }
 
     #[test]
-    fn loading_keeps_the_newest_within_the_bounds() {
+    fn a_line_cut_short_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = CallJournal::open(&dir.path().join("calls.sqlite3")).unwrap();
+        let journal = CallJournal::open(dir.path()).unwrap();
+        journal
+            .write(&[decision("s1", "e1", None, "kept")])
+            .unwrap();
+        drop(journal);
+        let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
+        let mut file = OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(br#"{"t":1,"s":"s2","e":"e"#).unwrap();
+        drop(file);
+        let journal = CallJournal::open(dir.path()).unwrap();
+        journal
+            .write(&[decision("s3", "e3", None, "after")])
+            .unwrap();
+        let (calls, replies) = journal.load(HOUR, 10, HOUR, 10).unwrap();
+        assert_eq!((calls.len(), replies.len()), (2, 2));
+    }
+
+    #[test]
+    fn compaction_keeps_what_is_live_within_the_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = CallJournal::open(dir.path()).unwrap();
         for n in 0..5 {
             journal
-                .write(&[Decision {
-                    session_id: format!("s{n}"),
-                    event_id: "e".into(),
-                    pin: Some(("app".into(), 1)),
-                    state: None,
-                    reply: Bytes::from_static(b"r"),
-                }])
+                .write(&[decision(&format!("s{n}"), "e", Some("{}"), "r")])
                 .unwrap();
             std::thread::sleep(Duration::from_millis(2));
         }
-        let (calls, replies) = journal.load(HOUR, 2, HOUR, 3).unwrap();
+        journal.forget("s4").unwrap();
+        assert_eq!(journal.compact(HOUR, 2, HOUR, 3).unwrap(), 0);
+        journal.write(&[decision("s9", "e", None, "r")]).unwrap();
+        let (calls, replies) = journal.load(HOUR, 10, HOUR, 10).unwrap();
         let sessions: Vec<_> = calls.iter().map(|c| c.session_id.as_str()).collect();
-        assert_eq!(sessions, ["s3", "s4"], "the most recent, oldest first");
-        assert_eq!(replies.len(), 3);
-        let (calls, _) = journal.load(Duration::ZERO, 10, HOUR, 10).unwrap();
-        assert!(calls.is_empty(), "idle past the TTL");
+        // At most two at any moment of the replay (s4 held a place until
+        // it ended), then the one written after the fold.
+        assert_eq!(sessions, ["s3", "s9"]);
+        assert_eq!(replies.len(), 4, "three kept by the fold, one after it");
+        // Folding again leaves one segment before the one being written.
+        journal.compact(HOUR, 10, HOUR, 10).unwrap();
+        assert_eq!(segments(dir.path()).unwrap().len(), 2);
+        assert_eq!(journal.load(HOUR, 10, HOUR, 10).unwrap().0.len(), 2);
     }
 }

@@ -162,6 +162,13 @@ impl<K: Hash + Eq, V> RecentMap<K, V> {
         Some(entry.value)
     }
 
+    /// Every entry, least recently used first.
+    pub fn into_entries(self) -> impl Iterator<Item = (K, V)> {
+        self.entries
+            .into_iter()
+            .map(|(key, entry)| (key, entry.value))
+    }
+
     /// The entries' weights together.
     pub fn weight(&self) -> usize {
         self.weight
