@@ -1022,3 +1022,29 @@ fn small_usability_fixes_hold() {
         .collect();
     assert_eq!(found, [call.session_id.as_str()]);
 }
+
+#[test]
+fn idle_warm_instances_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = misbehave_host(dir.path());
+    let settings = json!({ "warm_instance_events": 100 });
+    let (status, body) = host.admin_call(
+        "PUT",
+        "/apps/app/settings",
+        Some(settings.to_string().as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    host.vca(&pressed(&mut Call::new(), "state-then-ok"));
+    let idle =
+        |host: &Host| host.admin_call("GET", "/stats", None).1["warm_instances_idle"].as_u64();
+    assert_eq!(idle(&host), Some(1), "kept warm after a clean event");
+    // Dropped 30 s after its last use (checked every 5 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    while idle(&host) != Some(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still idle after 45 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}

@@ -368,6 +368,16 @@ impl AppRegistry {
         }
     }
 
+    /// Warm instances idle across the active versions.
+    pub fn idle_warm_instances(&self) -> usize {
+        self.snapshot()
+            .apps
+            .values()
+            .filter_map(|slot| slot.active.as_ref())
+            .map(|active| active.compiled.idle_warm_instances())
+            .sum()
+    }
+
     /// How many calls are pinned.
     pub fn pinned_calls(&self) -> usize {
         self.pins.len()

@@ -122,6 +122,7 @@ impl AdminEdge {
                     Ok::<_, AdminError>(serde_json::json!({
                         "calls_pinned": apps.pinned_calls(),
                         "calls_evicted": self.service.calls_evicted(),
+                        "warm_instances_idle": apps.idle_warm_instances(),
                         "trace_records_dropped": self.service.sessions().dropped_records(),
                     })),
                 ),
