@@ -214,12 +214,7 @@ impl CallJournal {
             reply_ttl,
             max_replies,
         };
-        let (calls, replies) = replay(&segments, &bounds)?.into_stored();
-        let (call_from, reply_from) = (call_ttl, reply_ttl);
-        Ok((
-            calls.into_iter().filter(|c| c.idle < call_from).collect(),
-            replies.into_iter().filter(|r| r.age < reply_from).collect(),
-        ))
+        Ok(replay(&segments, &bounds)?.into_stored(&bounds))
     }
 
     /// Fold every finished segment into one holding only what is live (the
@@ -259,7 +254,7 @@ impl CallJournal {
             reply_ttl,
             max_replies,
         };
-        let (calls, replies) = replay(&paths, &bounds)?.into_stored();
+        let (calls, replies) = replay(&paths, &bounds)?.into_stored(&bounds);
         // The fold takes the place of the newest finished segment (so the
         // order of replay holds), written whole before it replaces it; a
         // crash before the older ones are removed only replays them twice.
@@ -321,12 +316,14 @@ struct Live {
 }
 
 impl Live {
-    /// The calls and replies, least recently written first.
-    fn into_stored(self) -> (Vec<StoredCall>, Vec<StoredReply>) {
+    /// The calls idle less than their time to live and the replies younger
+    /// than theirs, least recently written first.
+    fn into_stored(self, bounds: &Bounds) -> (Vec<StoredCall>, Vec<StoredReply>) {
         let now = now_ms();
         let calls = self
             .calls
             .into_entries()
+            .filter(|(_, (_, _, _, t))| since(now, *t) < bounds.call_ttl)
             .map(|(session_id, (app, version, state, t))| StoredCall {
                 session_id,
                 app,
@@ -338,6 +335,7 @@ impl Live {
         let replies = self
             .replies
             .into_entries()
+            .filter(|(_, (_, t))| since(now, *t) < bounds.reply_ttl)
             .map(|((session_id, event_id), (reply, t))| StoredReply {
                 session_id,
                 event_id,
@@ -362,7 +360,7 @@ struct Bounds {
 /// and its bound.
 fn replay(segments: &[PathBuf], bounds: &Bounds) -> anyhow::Result<Live> {
     let now = now_ms();
-    let (call_from, reply_from) = (now - ms(bounds.call_ttl), now - ms(bounds.reply_ttl));
+    let reply_from = now - ms(bounds.reply_ttl);
     let forever = Duration::MAX;
     let mut live = Live {
         calls: RecentMap::new(bounds.max_calls, forever),
@@ -380,9 +378,7 @@ fn replay(segments: &[PathBuf], bounds: &Bounds) -> anyhow::Result<Live> {
                 live.calls.remove(&*line.s);
                 continue;
             }
-            if let Some(app) = &line.a
-                && line.t > call_from
-            {
+            if let Some(app) = &line.a {
                 let state = match (&line.st, live.calls.remove(&*line.s)) {
                     (Some(state), _) => Some(state.to_string()),
                     (None, Some((_, _, kept, _))) => kept,
@@ -391,6 +387,11 @@ fn replay(segments: &[PathBuf], bounds: &Bounds) -> anyhow::Result<Live> {
                 let _ = live
                     .calls
                     .insert(line.s.to_string(), (app.to_string(), line.v, state, line.t));
+            }
+            // Any event of a live call keeps it live (its row is written
+            // only when it changes).
+            if let Some(call) = live.calls.touch(&*line.s) {
+                call.3 = call.3.max(line.t);
             }
             if let Some(reply) = &line.r
                 && line.t > reply_from
@@ -514,6 +515,25 @@ mod tests {
         );
         let (_, replies) = journal.load(HOUR, 10, Duration::ZERO, 10).unwrap();
         assert!(replies.is_empty(), "expired");
+    }
+
+    #[test]
+    fn every_event_of_a_call_keeps_it_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = CallJournal::open(dir.path()).unwrap();
+        journal.write(&[decision("s1", "e1", None, "r")]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut later = decision("s1", "e2", None, "r");
+        later.pin = None;
+        journal.write(&[later]).unwrap();
+        let (calls, _) = journal
+            .load(Duration::from_millis(200), 10, HOUR, 10)
+            .unwrap();
+        assert_eq!(
+            calls.len(),
+            1,
+            "idle 300 ms since its row, 0 since its last event"
+        );
     }
 
     #[test]
