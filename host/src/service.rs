@@ -368,12 +368,11 @@ impl IvrService {
             }
         };
         let limits = snapshot.effective(&app.name);
-        let loaded_state = self.states.load(&event.session_id);
         let call = EventContext {
             app: app.name.clone(),
             version: app.version_label.clone(),
             session_id: event.session_id.clone(),
-            state: loaded_state.clone(),
+            state: self.states.load(&event.session_id),
             config: snapshot.config(&app.name),
         };
         let session_id = event.session_id.clone();
@@ -381,7 +380,7 @@ impl IvrService {
         let (result, state, fuel) = match self.run_guest(&app, &limits, event, call).await {
             Ok(outcome) => (
                 self.check(outcome.result, &limits),
-                Some(outcome.state),
+                Some((outcome.state, outcome.state_changed)),
                 outcome.fuel_used,
             ),
             Err(fault) => (Err(fault), None, None),
@@ -393,8 +392,8 @@ impl IvrService {
         let mut kept_state = None;
         let reply = match result {
             Ok(json) => {
-                if let Some(state) = state {
-                    if state != loaded_state {
+                if let Some((state, changed)) = state {
+                    if changed {
                         kept_state = serde_json::to_string(&state).ok();
                     }
                     let evicted = self.states.commit(&session_id, state);

@@ -64,6 +64,8 @@ pub(crate) struct EventCtx {
     output: CapturedOutput,
     /// The guest tried to log far more than any budget (see [`MAX_LOG_ATTEMPT_BYTES`]).
     pub(crate) flooded: bool,
+    /// The guest set or deleted a state key during this event.
+    state_changed: bool,
 }
 
 impl EventCtx {
@@ -93,6 +95,7 @@ impl EventCtx {
                 attempted: 0,
             },
             flooded: false,
+            state_changed: false,
             output,
         }
     }
@@ -113,6 +116,7 @@ impl EventCtx {
             attempted: 0,
         };
         self.flooded = false;
+        self.state_changed = false;
         self.output.reset(limits.log.bytes);
     }
 
@@ -128,8 +132,8 @@ impl EventCtx {
     }
 
     /// Log what the guest wrote to stdout/stderr, and hand back the call's
-    /// state and that output.
-    pub(crate) fn finish(&mut self) -> (CallState, Vec<u8>) {
+    /// state, whether the guest changed it, and that output.
+    pub(crate) fn finish(&mut self) -> (CallState, bool, Vec<u8>) {
         let output = self.output.take();
         if !output.is_empty() {
             let text = String::from_utf8_lossy(&output);
@@ -144,7 +148,11 @@ impl EventCtx {
                 self.log_budget.limits.bytes, self.log_budget.limits.lines
             );
         }
-        (std::mem::take(&mut self.call.state), output)
+        (
+            std::mem::take(&mut self.call.state),
+            self.state_changed,
+            output,
+        )
     }
 
     /// One guest log line, under the `guest` target with the call's ids;
@@ -245,11 +253,12 @@ impl state::Host for EventCtx {
             wasmtime::bail!("call state already holds {MAX_STATE_KEYS} keys; cannot add {key:?}");
         }
         self.call.state.insert(key, value);
+        self.state_changed = true;
         Ok(())
     }
 
     fn delete(&mut self, key: String) {
-        self.call.state.remove(&key);
+        self.state_changed |= self.call.state.remove(&key).is_some();
     }
 }
 

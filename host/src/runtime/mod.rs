@@ -307,6 +307,7 @@ impl Runtime {
         GuestOutcome {
             result,
             state: outcome.state,
+            state_changed: outcome.state_changed,
             output: outcome.output,
             fuel_used: outcome.fuel_used,
         }
@@ -406,7 +407,7 @@ impl Runtime {
         let ctx = store.data_mut();
         let memory_exceeded = ctx.limiter.exceeded;
         let flooded = ctx.flooded();
-        let (state, output) = ctx.finish();
+        let (state, state_changed, output) = ctx.finish();
         let result = match result {
             Ok(value) => Ok(value),
             Err(err) if flooded => Err(Fault::LogFlood(format!("{err:#}"))),
@@ -415,6 +416,7 @@ impl Runtime {
         GuestOutcome {
             result,
             state,
+            state_changed,
             output,
             fuel_used,
         }
@@ -539,6 +541,8 @@ pub struct GuestOutcome<R = Callflow> {
     pub result: Result<R, Fault>,
     /// The call's state after the event (commit it only on success).
     pub state: CallState,
+    /// Whether the guest set or deleted a key (the state needs writing).
+    pub state_changed: bool,
     /// What the guest wrote to stdout and stderr (already logged).
     pub output: Vec<u8>,
     /// Fuel the event consumed, when fuel metering is on.
