@@ -314,9 +314,8 @@ impl IvrService {
         self.sessions.record(record);
         self.apps.release(&session_id);
         self.states.remove(&session_id);
-        let calls = self.calls.clone();
-        let forgotten = tokio::task::spawn_blocking(move || calls.forget(&session_id)).await;
-        if let Ok(Err(err)) = forgotten {
+        // One appended line, like the decisions the journal records inline.
+        if let Err(err) = self.calls.forget(&session_id) {
             tracing::warn!("could not remove an ended call from the journal: {err:#}");
         }
     }
