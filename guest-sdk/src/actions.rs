@@ -8,7 +8,7 @@
 use crate::wit;
 
 /// The text-to-speech voice used when a builder is not given one.
-pub const DEFAULT_VOICE: &str = "en-US-ZiraRUS";
+pub use ivr_protocol::rules::DEFAULT_VOICE;
 
 /// One step of a callflow. Build it with [`Say`], [`SayAndCapture`],
 /// [`MakeCall`], [`PlayFile`] or [`Action::Hangup`], or let [`crate::Reply`]

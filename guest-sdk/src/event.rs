@@ -122,10 +122,8 @@ impl CallEvent {
     /// assert_eq!(ivr_sdk::CallEvent::example().caller_number(), "+6598888888");
     /// ```
     pub fn caller_number(&self) -> &str {
-        match self.raw.call_direction {
-            CallDirection::Outbound => &self.raw.destination,
-            _ => &self.raw.source,
-        }
+        let outbound = matches!(self.raw.call_direction, CallDirection::Outbound);
+        ivr_protocol::rules::caller_number(outbound, &self.raw.source, &self.raw.destination)
     }
 
     /// The virtual number of the subaccount on this call: the destination of
@@ -135,10 +133,8 @@ impl CallEvent {
     /// assert_eq!(ivr_sdk::CallEvent::example().virtual_number(), "+6568888888");
     /// ```
     pub fn virtual_number(&self) -> &str {
-        match self.raw.call_direction {
-            CallDirection::Outbound => &self.raw.source,
-            _ => &self.raw.destination,
-        }
+        let outbound = matches!(self.raw.call_direction, CallDirection::Outbound);
+        ivr_protocol::rules::virtual_number(outbound, &self.raw.source, &self.raw.destination)
     }
 
     /// Id of the whole voice session; every event of a call shares it.

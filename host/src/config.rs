@@ -416,6 +416,14 @@ impl Settings {
         {
             bail!("limits must be greater than zero");
         }
+        let retention_days = args
+            .retention_days
+            .or(file.retention_days)
+            .unwrap_or(30)
+            .max(1);
+        if retention_days > MAX_RETENTION_DAYS {
+            bail!("retention_days is {retention_days}; at most {MAX_RETENTION_DAYS} is supported");
+        }
         if guest_memory_mib > 4096 {
             bail!("guest_memory_mib is {guest_memory_mib}; at most 4096 is supported");
         }
@@ -450,37 +458,33 @@ impl Settings {
                 .webhook_auth_header
                 .or(file.webhook_auth_header)
                 .filter(|v| !v.is_empty()),
-            retention: Duration::from_secs(
-                args.retention_days
-                    .or(file.retention_days)
-                    .unwrap_or(30)
-                    .max(1)
-                    * 24
-                    * 60
-                    * 60,
-            ),
+            retention: Duration::from_secs(retention_days * 24 * 60 * 60),
             limits: Limits {
                 guest: GuestLimits {
                     run_time: Duration::from_millis(guest_time_ms),
-                    memory_bytes: guest_memory_mib * 1024 * 1024,
+                    memory_bytes: guest_memory_mib << 20,
                     log: LogLimits::default(),
                     fuel,
                     warm_events: 1,
                 },
-                webhook_body_bytes: webhook_body_kib * 1024,
+                webhook_body_bytes: in_bytes("webhook_body_kib", webhook_body_kib, 10)?,
                 reply: ReplyLimits {
                     max_actions: reply_actions,
-                    max_bytes: reply_kib * 1024,
+                    max_bytes: in_bytes("reply_kib", reply_kib, 10)?,
                 },
-                upload_bytes: upload_mib * 1024 * 1024,
+                upload_bytes: in_bytes("upload_mib", upload_mib, 20)?,
                 app_concurrency,
                 max_connections,
                 request_read: Duration::from_secs(request_read_secs),
                 max_instances,
-                call_state_bytes: call_state_mib << 20,
-                reply_memory_bytes: reply_memory_mib << 20,
-                trace_queue_bytes: trace_queue_mib << 20,
-                traces_max_bytes: traces_max_mib << 20,
+                call_state_bytes: in_bytes("call_state_mib", call_state_mib, 20)?,
+                reply_memory_bytes: in_bytes("reply_memory_mib", reply_memory_mib, 20)?,
+                trace_queue_bytes: in_bytes("trace_queue_mib", trace_queue_mib, 20)?,
+                traces_max_bytes: in_bytes(
+                    "traces_max_mib",
+                    usize::try_from(traces_max_mib).unwrap_or(usize::MAX),
+                    20,
+                )? as u64,
             },
         };
         if let Some(name) = &settings.default_app {
@@ -494,6 +498,18 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// Longest retention of traces and summaries (a century).
+const MAX_RETENTION_DAYS: u64 = 36_500;
+
+/// `value` units of `2^shift` bytes, or an error naming the setting when
+/// that many bytes cannot be counted.
+fn in_bytes(name: &str, value: usize, shift: u32) -> anyhow::Result<usize> {
+    if value.leading_zeros() < shift {
+        bail!("{name} is {value}: far more than this machine can address");
+    }
+    Ok(value << shift)
 }
 
 /// A listen address: `IP:PORT` or `HOST:PORT` (`localhost:8080`; the name

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The voice used by the host's own prompts (the default fallback apology).
-pub const HOST_VOICE: &str = "en-US-ZiraRUS";
+pub use crate::rules::DEFAULT_VOICE as HOST_VOICE;
 
 /// What the host says when an app cannot answer (fault, no route).
 pub const DEFAULT_APOLOGY: &str =

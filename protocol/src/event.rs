@@ -8,11 +8,10 @@
 //! fields the host cannot work without must be present.
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer};
+use serde::de;
 use serde_json::value::RawValue;
 
 use super::summary::SessionSummary;
-use std::fmt;
 
 /// Why an inbound webhook body was refused; names the field or the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -186,10 +185,8 @@ impl CallAction {
     /// The subaccount's virtual number on this call: the destination of an
     /// inbound leg, the source of an outbound leg (what routing keys on).
     pub fn virtual_number(&self) -> &str {
-        match self.call_direction {
-            CallDirection::Outbound => &self.source,
-            _ => &self.destination,
-        }
+        let outbound = self.call_direction == CallDirection::Outbound;
+        crate::rules::virtual_number(outbound, &self.source, &self.destination)
     }
 }
 
@@ -219,12 +216,12 @@ struct RawCallAction {
     destination_country_code: Option<String>,
     source_ref_id: Option<String>,
     destination_ref_id: Option<String>,
-    #[serde(deserialize_with = "lenient_u64")]
+    #[serde(deserialize_with = "crate::lenient::u64_or_none")]
     call_duration: Option<u64>,
     event_data: Option<RawEventData>,
-    #[serde(deserialize_with = "lenient_string")]
+    #[serde(deserialize_with = "crate::lenient::string_or_number")]
     dtmf: Option<String>,
-    #[serde(deserialize_with = "lenient_u64")]
+    #[serde(deserialize_with = "crate::lenient::u64_or_none")]
     sip_code: Option<u64>,
     timestamp: Option<String>,
     client_action_id: Option<String>,
@@ -236,7 +233,7 @@ struct RawCallAction {
 enum RawEventData {
     Digits(String),
     Object {
-        #[serde(default, deserialize_with = "lenient_string")]
+        #[serde(default, deserialize_with = "crate::lenient::string_or_number")]
         dtmf: Option<String>,
     },
 }
@@ -372,77 +369,4 @@ fn deserialize<'de, T: Deserialize<'de>>(bytes: &'de [u8], prefix: &str) -> Resu
     de.end()
         .map_err(|err| ParseError::new(format!("body is not valid JSON: {err}")))?;
     Ok(value)
-}
-
-/// A non-negative integer sent as a number or a numeric string (`callDuration`
-/// is typed String in 8x8's table and sent as an integer in every example).
-pub(crate) fn lenient_u64<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
-    struct V;
-    impl<'de> de::Visitor<'de> for V {
-        type Value = Option<u64>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a non-negative integer or a numeric string")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            u64::try_from(v)
-                .map(Some)
-                .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            if v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 {
-                Ok(Some(v as u64))
-            } else {
-                Err(E::invalid_value(de::Unexpected::Float(v), &self))
-            }
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            let t = v.trim();
-            if t.is_empty() {
-                return Ok(None);
-            }
-            t.parse()
-                .map(Some)
-                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    de.deserialize_any(V)
-}
-
-/// A string that may arrive as a JSON number (digits keep their text form).
-fn lenient_string<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl<'de> de::Visitor<'de> for V {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a string of digits")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_owned()))
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    de.deserialize_any(V)
 }

@@ -50,7 +50,7 @@ pub struct ErrorDetails {
     /// The session error code (reference §8.3), from a number or a string.
     #[serde(
         default,
-        deserialize_with = "lenient_i64",
+        deserialize_with = "crate::lenient::i64_or_none",
         skip_serializing_if = "Option::is_none"
     )]
     pub error_code: Option<i64>,
@@ -82,7 +82,7 @@ pub struct Leg {
     #[serde(default)]
     pub call_status: String,
     /// Connected seconds.
-    #[serde(default, deserialize_with = "lenient_u64")]
+    #[serde(default, deserialize_with = "crate::lenient::u64_or_zero")]
     pub call_duration: u64,
     /// When the leg was initiated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,24 +133,4 @@ pub fn error_code_meaning(code: i64) -> &'static str {
         -9999 => "An unknown error has occurred",
         _ => "unknown error code",
     }
-}
-
-fn lenient_i64<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum IntOrString {
-        Int(i64),
-        Str(String),
-    }
-    Ok(match Option::<IntOrString>::deserialize(de)? {
-        Some(IntOrString::Int(n)) => Some(n),
-        Some(IntOrString::Str(s)) => s.trim().parse().ok(),
-        None => None,
-    })
-}
-
-/// A duration as 8x8 sends it (a number or a numeric string, see
-/// [`crate::event`]); absent or `null` is 0.
-fn lenient_u64<'de, D: serde::Deserializer<'de>>(de: D) -> Result<u64, D::Error> {
-    Ok(crate::event::lenient_u64(de)?.unwrap_or(0))
 }

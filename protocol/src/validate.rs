@@ -299,8 +299,7 @@ fn check_speed(at: &str, speed: Option<f64>) -> Result<(), Violation> {
 
 /// An E.164 number, `+` optional: 3 to 15 digits.
 fn check_number(at: &str, number: &str) -> Result<(), Violation> {
-    let digits = number.strip_prefix('+').unwrap_or(number);
-    if !(3..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if !crate::rules::is_e164(number) {
         return Err(violation(
             at,
             format!("must be an E.164 number, + optional (got {number:?})"),

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::CallAction;
+use crate::protocol::rules::{is_e164, same_number};
 
 /// The routing table (`GET`/`PUT /routes`, `[routes]` in the config file).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,16 +33,11 @@ pub struct RouteRule {
     pub app: String,
 }
 
-/// A number's digits, without `+`, spaces or dashes.
-fn digits(number: &str) -> String {
-    number.chars().filter(char::is_ascii_digit).collect()
-}
-
 impl RouteRule {
     fn matches_number(&self, event_number: &str) -> bool {
         self.number
             .as_deref()
-            .is_some_and(|n| !event_number.is_empty() && digits(n) == digits(event_number))
+            .is_some_and(|n| same_number(n, event_number))
     }
 
     fn matches_sub_account(&self, sub_account: &str) -> bool {
@@ -62,18 +58,12 @@ impl RouteTable {
             if rule.number.is_none() && rule.sub_account.is_none() {
                 return Err(format!("rules[{i}]: give a number, a sub_account, or both"));
             }
-            if let Some(number) = &rule.number {
-                let d = digits(number);
-                let clean = number
-                    .strip_prefix('+')
-                    .unwrap_or(number)
-                    .chars()
-                    .all(|c| c.is_ascii_digit());
-                if !(3..=15).contains(&d.len()) || !clean {
-                    return Err(format!(
-                        "rules[{i}].number: {number:?} is not an E.164 number"
-                    ));
-                }
+            if let Some(number) = &rule.number
+                && !is_e164(number)
+            {
+                return Err(format!(
+                    "rules[{i}].number: {number:?} is not an E.164 number"
+                ));
             }
             if let Some(sub) = &rule.sub_account
                 && sub.is_empty()

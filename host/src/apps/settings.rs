@@ -1,18 +1,20 @@
 //! Per-app settings: limits that override the host's, and the app's own
 //! fallback callflow (`GET`/`PUT /apps/{name}/settings`, `[apps.NAME.settings]`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Callflow, ReplyLimits, validate};
-use crate::runtime::{GuestLimits, LogLimits};
+use crate::runtime::GuestLimits;
+use crate::runtime::capabilities::log::LogSettings;
 
 /// What an app may change about how it is run. Every field is optional: an
-/// unset one takes the host's value.
+/// unset one takes the host's value. A capability's own settings are its
+/// module's (flattened in: the operator sees one flat object).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AppSettings {
     /// Guest run time per event, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,12 +28,6 @@ pub struct AppSettings {
     /// Most actions in a reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_actions: Option<usize>,
-    /// Guest log output per event, in KiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_kib: Option<usize>,
-    /// Guest log lines per event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_lines: Option<usize>,
     /// Most events of this app running at once; more wait briefly, then get the fallback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<usize>,
@@ -43,7 +39,31 @@ pub struct AppSettings {
     /// The callflow answered when the app faults (default: an apology and hangup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Callflow>,
+    /// The log capability's settings (`log_kib`, `log_lines`).
+    #[serde(flatten)]
+    pub log: LogSettings,
+    /// Names no part of the settings knows (refused by [`AppSettings::validate`];
+    /// serde's `deny_unknown_fields` does not work with flattened parts).
+    #[serde(flatten, skip_serializing)]
+    unknown: BTreeMap<String, serde::de::IgnoredAny>,
 }
+
+/// Every setting's name, for the error naming an unknown one.
+const KNOWN_SETTINGS: &[&str] = &[
+    "guest_time_ms",
+    "guest_memory_mib",
+    "reply_kib",
+    "reply_actions",
+    "log_kib",
+    "log_lines",
+    "max_concurrent",
+    "warm_instance_events",
+    "fallback",
+];
+
+/// Largest reply an app may be allowed, in KiB (8x8 has no documented cap;
+/// this keeps one reply far below the remembered-replies memory).
+pub const MAX_REPLY_KIB: usize = 1024;
 
 /// Most events one warm instance may answer.
 pub const MAX_WARM_INSTANCE_EVENTS: u32 = 10_000;
@@ -75,13 +95,17 @@ pub struct Effective {
 impl AppSettings {
     /// Check the settings against the host's ceilings.
     pub fn validate(&self, host: &HostLimits) -> Result<(), String> {
+        if let Some(name) = self.unknown.keys().next() {
+            return Err(format!(
+                "unknown setting `{name}`; the settings are {}",
+                KNOWN_SETTINGS.join(", ")
+            ));
+        }
         let positive = [
             ("guest_time_ms", self.guest_time_ms.map(|v| v as usize)),
             ("guest_memory_mib", self.guest_memory_mib),
             ("reply_kib", self.reply_kib),
             ("reply_actions", self.reply_actions),
-            ("log_kib", self.log_kib),
-            ("log_lines", self.log_lines),
             ("max_concurrent", self.max_concurrent),
             (
                 "warm_instance_events",
@@ -94,7 +118,7 @@ impl AppSettings {
             }
         }
         if let Some(mib) = self.guest_memory_mib
-            && mib * 1024 * 1024 > host.guest.memory_bytes
+            && mib.saturating_mul(1024 * 1024) > host.guest.memory_bytes
         {
             return Err(format!(
                 "guest_memory_mib {mib} is over the host's limit of {} MiB",
@@ -115,6 +139,12 @@ impl AppSettings {
                 "warm_instance_events {events} is over {MAX_WARM_INSTANCE_EVENTS}"
             ));
         }
+        if let Some(kib) = self.reply_kib
+            && kib > MAX_REPLY_KIB
+        {
+            return Err(format!("reply_kib {kib} is over {MAX_REPLY_KIB}"));
+        }
+        self.log.validate()?;
         if let Some(fallback) = &self.fallback {
             let limits = self.resolve(host).reply;
             validate(fallback, &limits).map_err(|v| format!("fallback: {v}"))?;
@@ -133,13 +163,7 @@ impl AppSettings {
                 .guest_memory_mib
                 .map(|m| m * 1024 * 1024)
                 .unwrap_or(host.guest.memory_bytes),
-            log: LogLimits {
-                bytes: self
-                    .log_kib
-                    .map(|k| k * 1024)
-                    .unwrap_or(host.guest.log.bytes),
-                lines: self.log_lines.unwrap_or(host.guest.log.lines),
-            },
+            log: self.log.resolve(&host.guest.log),
             fuel: host.guest.fuel,
             warm_events: self.warm_instance_events.unwrap_or(1),
         };
@@ -156,6 +180,71 @@ impl AppSettings {
             reply,
             max_concurrent: self.max_concurrent.unwrap_or(host.max_concurrent),
             fallback: Bytes::from(fallback.to_json()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostLimits {
+        HostLimits {
+            guest: GuestLimits::default(),
+            reply: ReplyLimits::default(),
+            max_concurrent: 4,
+        }
+    }
+
+    fn parse(json: &str) -> AppSettings {
+        serde_json::from_str(json).expect("settings parse")
+    }
+
+    #[test]
+    fn capability_settings_read_and_write_flat() {
+        let json = r#"{"guest_time_ms":30,"log_kib":4,"log_lines":7}"#;
+        let settings = parse(json);
+        assert_eq!(settings.log.log_kib, Some(4));
+        assert_eq!(settings.validate(&host()), Ok(()));
+        let effective = settings.resolve(&host());
+        assert_eq!(effective.guest.log.bytes, 4096);
+        assert_eq!(effective.guest.log.lines, 7);
+        assert_eq!(effective.guest.run_time, Duration::from_millis(30));
+        let back: serde_json::Value = serde_json::to_value(&settings).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(back, expected);
+        let from_toml: AppSettings =
+            toml::from_str("log_kib = 4\nlog_lines = 7\nguest_time_ms = 30").unwrap();
+        assert_eq!(from_toml.log, settings.log);
+    }
+
+    #[test]
+    fn an_unknown_setting_is_named() {
+        let err = parse(r#"{"guest_tme_ms":30}"#)
+            .validate(&host())
+            .unwrap_err();
+        assert!(err.starts_with("unknown setting `guest_tme_ms`"), "{err}");
+        assert!(err.contains("log_kib"), "{err}");
+    }
+
+    #[test]
+    fn sizes_that_cannot_be_counted_are_refused_not_wrapped() {
+        for (json, reason) in [
+            (
+                r#"{"guest_memory_mib":17592186044416}"#,
+                "guest_memory_mib 17592186044416 is over the host's limit of 32 MiB",
+            ),
+            (
+                r#"{"log_kib":18014398509481984}"#,
+                "log_kib 18014398509481984 is over 1024 (the per-event log flood limit)",
+            ),
+            (
+                r#"{"reply_kib":18014398509481984}"#,
+                "reply_kib 18014398509481984 is over 1024",
+            ),
+            (r#"{"log_lines":0}"#, "log_lines must be greater than zero"),
+        ] {
+            assert_eq!(parse(json).validate(&host()).unwrap_err(), reason);
         }
     }
 }

@@ -202,11 +202,10 @@ pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
 fn route_number_to(admin: &AdminTarget, number: &str, app: &str) -> anyhow::Result<()> {
     let current = admin.call(Method::GET, "/routes", None)?;
     let mut routes: RouteTable = serde_json::from_value(current)?;
-    let digits = |n: &str| n.chars().filter(char::is_ascii_digit).collect::<String>();
     let already = routes.rules.iter().find(|r| {
         r.number
             .as_deref()
-            .is_some_and(|n| digits(n) == digits(number))
+            .is_some_and(|n| crate::protocol::rules::same_number(n, number))
             && r.sub_account.is_none()
     });
     match already {
@@ -217,7 +216,7 @@ fn route_number_to(admin: &AdminTarget, number: &str, app: &str) -> anyhow::Resu
         !(r.sub_account.is_none()
             && r.number
                 .as_deref()
-                .is_some_and(|n| digits(n) == digits(number)))
+                .is_some_and(|n| crate::protocol::rules::same_number(n, number)))
     });
     routes.rules.insert(
         0,

@@ -2,8 +2,9 @@
 //! compiled once into pre-instantiated handles, and a fresh sandboxed
 //! instance for every event. Knows nothing about HTTP.
 
+pub mod capabilities;
 mod convert;
-mod host_api;
+mod limits;
 mod sandbox;
 mod ticker;
 
@@ -17,8 +18,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::protocol::summary::SessionSummary as Vss;
 use crate::protocol::{CallAction, Callflow};
-use host_api::EventCtx;
-pub use host_api::{AppConfig, CallState, LogLimits};
+use capabilities::EventCtx;
+pub use capabilities::config::AppConfig;
+pub use capabilities::log::LogLimits;
+pub use capabilities::state::CallState;
+pub use limits::GuestLimits;
 use ticker::EpochTicker;
 
 wasmtime::component::bindgen!({
@@ -43,36 +47,6 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 const LINEAR_MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
 /// Largest wasm stack a guest may use; deeper recursion traps.
 const MAX_WASM_STACK: usize = 512 * 1024;
-
-/// Limits applied to every guest event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestLimits {
-    /// CPU time a guest may run per event.
-    pub run_time: Duration,
-    /// Largest linear memory a guest may grow to, in bytes.
-    pub memory_bytes: usize,
-    /// Log output a guest may write per event.
-    pub log: LogLimits,
-    /// Meter fuel and report each event's cost (needs [`RuntimeOptions::fuel`]).
-    pub fuel: bool,
-    /// Events one instance may serve (1: a fresh instance per event, the
-    /// default). Above 1, an instance that answered cleanly is kept for the
-    /// next event of the same app version, up to this many events; never
-    /// after a fault. Its memory then carries over between those events.
-    pub warm_events: u32,
-}
-
-impl Default for GuestLimits {
-    fn default() -> Self {
-        Self {
-            run_time: Duration::from_millis(100),
-            memory_bytes: 32 * 1024 * 1024,
-            log: LogLimits::default(),
-            fuel: false,
-            warm_events: 1,
-        }
-    }
-}
 
 /// Most idle warm instances kept per app version.
 const MAX_IDLE_WARM_INSTANCES: usize = 8;
@@ -123,11 +97,11 @@ impl Runtime {
         let instances = options.max_concurrent_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances)
-            .total_core_instances(instances * host_api::MAX_CORE_INSTANCES as u32)
-            .total_memories(instances * host_api::MAX_MEMORIES as u32)
-            .total_tables(instances * host_api::MAX_TABLES as u32)
-            .max_memories_per_component(host_api::MAX_MEMORIES as u32)
-            .max_tables_per_component(host_api::MAX_TABLES as u32)
+            .total_core_instances(instances * limits::MAX_CORE_INSTANCES as u32)
+            .total_memories(instances * limits::MAX_MEMORIES as u32)
+            .total_tables(instances * limits::MAX_TABLES as u32)
+            .max_memories_per_component(limits::MAX_MEMORIES as u32)
+            .max_tables_per_component(limits::MAX_TABLES as u32)
             .max_memory_size(options.max_memory_bytes)
             .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
             .table_keep_resident(16 * 1024)
@@ -145,15 +119,7 @@ impl Runtime {
             .context("creating the wasmtime engine")?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
-        IvrApp::add_to_linker::<EventCtx, wasmtime::component::HasSelf<EventCtx>>(
-            &mut linker,
-            |ctx| ctx,
-        )
-        .map_err(anyhow::Error::from)
-        .context("linking the ivr:app imports")?;
+        capabilities::link(&mut linker)?;
 
         let ticker = EpochTicker::start(engine.clone(), EPOCH_TICK)?;
 
@@ -407,7 +373,11 @@ impl Runtime {
         let ctx = store.data_mut();
         let memory_exceeded = ctx.limiter.exceeded;
         let flooded = ctx.flooded();
-        let (state, state_changed, output) = ctx.finish();
+        let capabilities::EventLeftovers {
+            state,
+            state_changed,
+            output,
+        } = ctx.finish();
         let result = match result {
             Ok(value) => Ok(value),
             Err(err) if flooded => Err(Fault::LogFlood(format!("{err:#}"))),

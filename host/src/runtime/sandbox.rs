@@ -10,48 +10,16 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, ResourceType};
 use wasmtime::{Engine, bail};
 
-/// The interfaces the host implements, with the version it implements.
-const PROVIDED: &[(&str, &str)] = &[
-    ("wasi:cli/environment", "0.2.12"),
-    ("wasi:cli/exit", "0.2.12"),
-    ("wasi:cli/stdin", "0.2.12"),
-    ("wasi:cli/stdout", "0.2.12"),
-    ("wasi:cli/stderr", "0.2.12"),
-    ("wasi:cli/terminal-input", "0.2.12"),
-    ("wasi:cli/terminal-output", "0.2.12"),
-    ("wasi:cli/terminal-stdin", "0.2.12"),
-    ("wasi:cli/terminal-stdout", "0.2.12"),
-    ("wasi:cli/terminal-stderr", "0.2.12"),
-    ("wasi:clocks/monotonic-clock", "0.2.12"),
-    ("wasi:clocks/wall-clock", "0.2.12"),
-    ("wasi:filesystem/types", "0.2.12"),
-    ("wasi:filesystem/preopens", "0.2.12"),
-    ("wasi:io/error", "0.2.12"),
-    ("wasi:io/poll", "0.2.12"),
-    ("wasi:io/streams", "0.2.12"),
-    ("wasi:random/random", "0.2.12"),
-    ("wasi:random/insecure", "0.2.12"),
-    ("wasi:random/insecure-seed", "0.2.12"),
-    ("wasi:sockets/network", "0.2.12"),
-    ("wasi:sockets/instance-network", "0.2.12"),
-    ("wasi:sockets/tcp", "0.2.12"),
-    ("wasi:sockets/tcp-create-socket", "0.2.12"),
-    ("wasi:sockets/udp", "0.2.12"),
-    ("wasi:sockets/udp-create-socket", "0.2.12"),
-    ("wasi:sockets/ip-name-lookup", "0.2.12"),
-    ("ivr:app/types", "0.2.0"),
-    ("ivr:app/log", "0.2.0"),
-    ("ivr:app/state", "0.2.0"),
-    ("ivr:app/config", "0.2.0"),
-];
-
 /// True when the host provides `import` (`pkg:ns/iface@version`) in a
 /// semver-compatible version.
 pub(crate) fn is_provided(import: &str) -> bool {
     let (name, version) = import.split_once('@').unwrap_or((import, ""));
-    PROVIDED.iter().any(|(provided, host_version)| {
-        *provided == name && semver_compatible(version, host_version)
-    })
+    super::capabilities::PROVIDES
+        .iter()
+        .flat_map(|provides| provides.iter())
+        .any(|(provided, host_version)| {
+            *provided == name && semver_compatible(version, host_version)
+        })
 }
 
 /// Same major version, or for 0.x the same minor version (no pre-release tags).
