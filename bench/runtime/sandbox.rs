@@ -54,6 +54,10 @@ fn epoch_cost() -> anyhow::Result<()> {
                     session_id: event.session_id.clone(),
                     state: CallState::new(),
                     config: Arc::default(),
+                    secrets: Arc::default(),
+                    kv: ivr_host::runtime::KvScope::none(),
+                    outbound: Arc::default(),
+                    requests: ivr_host::runtime::RequestLog::default(),
                 };
                 let outcome = rt.block_on(runtime.handle_call_action(app, &event, call, &limits));
                 anyhow::ensure!(outcome.result.is_ok(), "the guest failed");

@@ -25,10 +25,14 @@
 //!
 //! Between two events of one call, an app keeps what it needs in the
 //! call's [`state`] (or in the reply's `client_action_id`, which 8x8 echoes
-//! back); operator settings come from [`config`]; diagnostics go to [`log`].
+//! back); across calls, in its [`kv`] store. Operator settings come from
+//! [`config`], keys and passwords from [`secrets`]; diagnostics go to
+//! [`log`]. [`http`] reaches the backends the operator allows.
 
 mod actions;
 mod event;
+pub mod http;
+pub mod kv;
 mod reply;
 
 pub use actions::{Action, DEFAULT_VOICE, MakeCall, PlayFile, Say, SayAndCapture};
@@ -40,6 +44,7 @@ pub mod bindings {
     wit_bindgen::generate!({
         world: "ivr-app",
         path: "../wit",
+        generate_all,
         pub_export_macro: true,
         export_macro_name: "__export_ivr_app_world",
         default_bindings_module: "ivr_sdk::bindings",
@@ -213,6 +218,27 @@ pub mod config {
     /// ```
     pub fn get(key: &str) -> Option<String> {
         crate::bindings::ivr::app::config::get(key)
+    }
+}
+
+/// Secret values the operator set for the app (`ivr-host secrets set APP
+/// KEY`): API keys, passwords. The host masks them in the app's log lines
+/// and in traces.
+///
+/// ```no_run
+/// let key = ivr_sdk::secrets::get("api_key").unwrap_or_default();
+/// ```
+pub mod secrets {
+    /// The secret named `key`, if the operator set one.
+    ///
+    /// ```no_run
+    /// if let Some(key) = ivr_sdk::secrets::get("api_key") {
+    ///     // send it in an Authorization header, never in a log line
+    /// #   let _ = key;
+    /// }
+    /// ```
+    pub fn get(key: &str) -> Option<String> {
+        crate::bindings::ivr::app::secrets::get(key)
     }
 }
 

@@ -5,15 +5,18 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::apps::routes::RouteTable;
 use crate::apps::settings::{AppSettings, HostLimits};
 use crate::apps::validate_app_name;
 use crate::protocol::ReplyLimits;
+use crate::runtime::capabilities::http::network::OutboundNetwork;
 use crate::runtime::{AppConfig, GuestLimits, LogLimits};
 
 /// Default webhook listener.
@@ -121,6 +124,25 @@ pub struct ServeArgs {
     /// body, before the connection is closed (`408`) [default: 10].
     #[arg(long, env = "IVR_REQUEST_READ_SECS", value_name = "SECS")]
     pub request_read_secs: Option<u64>,
+    /// Private, loopback or shared networks that apps' outbound requests
+    /// may reach (comma-separated CIDRs, e.g. `10.20.0.0/16,127.0.0.1/32`);
+    /// unset: none. Link-local and metadata addresses are never reachable.
+    #[arg(
+        long,
+        env = "IVR_OUTBOUND_PRIVATE_NETWORKS",
+        value_name = "CIDR,...",
+        value_delimiter = ',',
+        value_parser = parse_cidr
+    )]
+    pub outbound_private_networks: Option<Vec<IpNet>>,
+}
+
+/// A CIDR, or a bare address as its own /32 or /128.
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not a CIDR such as 10.0.0.0/8 or fd00::/8"))
 }
 
 /// `--app NAME=FILE`.
@@ -187,6 +209,7 @@ struct FileConfig {
     call_idle_secs: Option<u64>,
     webhook_auth_header: Option<String>,
     retention_days: Option<u64>,
+    outbound_private_networks: Option<Vec<String>>,
     routes: Option<RouteTable>,
     #[serde(default)]
     limits: FileLimits,
@@ -284,15 +307,18 @@ pub struct Settings {
     pub retention: Duration,
     /// Limits.
     pub limits: Limits,
+    /// Where apps' outbound requests may connect.
+    pub outbound: OutboundNetwork,
 }
 
-impl Limits {
+impl Settings {
     /// The host-wide limits per-app settings override.
-    pub fn host(&self) -> HostLimits {
+    pub fn host_limits(&self) -> HostLimits {
         HostLimits {
-            guest: self.guest,
-            reply: self.reply,
-            max_concurrent: self.app_concurrency,
+            guest: self.limits.guest,
+            reply: self.limits.reply,
+            max_concurrent: self.limits.app_concurrency,
+            network: Arc::new(self.outbound.clone()),
         }
     }
 }
@@ -416,6 +442,18 @@ impl Settings {
         {
             bail!("limits must be greater than zero");
         }
+        let outbound_private_networks = match args.outbound_private_networks {
+            Some(networks) => networks,
+            None => file
+                .outbound_private_networks
+                .iter()
+                .flatten()
+                .map(|text| {
+                    parse_cidr(text)
+                        .map_err(|why| anyhow::anyhow!("outbound_private_networks: {why}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
         let retention_days = args
             .retention_days
             .or(file.retention_days)
@@ -459,6 +497,9 @@ impl Settings {
                 .or(file.webhook_auth_header)
                 .filter(|v| !v.is_empty()),
             retention: Duration::from_secs(retention_days * 24 * 60 * 60),
+            outbound: OutboundNetwork {
+                private_networks: outbound_private_networks,
+            },
             limits: Limits {
                 guest: GuestLimits {
                     run_time: Duration::from_millis(guest_time_ms),

@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::IvrService;
 use crate::store::db::SqliteStore;
+use crate::store::kv::SqliteKv;
 use crate::store::sessions::SessionStore;
 use crate::store::{CallJournal, CallStateStore, MAX_CALLS, ReplyCache};
 
@@ -51,9 +52,10 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Arc<IvrService>> {
         RegistryPaths {
             components: settings.data_dir.join("components"),
             compiled: settings.data_dir.join("compiled"),
+            secrets: settings.data_dir.join("secrets.json"),
         },
         settings.call_idle_ttl,
-        settings.limits.host(),
+        settings.host_limits(),
     )
     .await?;
     apply_startup_settings(&registry, settings).await?;
@@ -63,6 +65,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Arc<IvrService>> {
     );
 
     let calls = Arc::new(CallJournal::open(&settings.data_dir.join("calls"))?);
+    let kv = Arc::new(SqliteKv::open(&settings.data_dir.join("kv.sqlite3"))?);
     let service = Arc::new(IvrService::new(
         runtime,
         registry,
@@ -78,6 +81,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Arc<IvrService>> {
         ),
         sessions,
         calls.clone(),
+        kv,
     ));
     service
         .restore_calls(

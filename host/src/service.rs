@@ -12,11 +12,14 @@ use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::apps::settings::Effective;
-use crate::apps::{AppRegistry, LoadedApp};
+use crate::apps::{AppRegistry, LoadedApp, Snapshot};
 use crate::protocol::summary::SessionSummary;
 use crate::protocol::{self, CallAction, Webhook};
-use crate::runtime::{EventContext, Fault, GuestOutcome, Runtime, guest_text};
+use crate::runtime::{
+    AppSecrets, EventContext, Fault, GuestOutcome, KvScope, RequestLog, Runtime, guest_text,
+};
 use crate::store::calls::Decision;
+use crate::store::kv::KvStore;
 use crate::store::sessions::{SessionStore, TraceRecord};
 use crate::store::{CallJournal, CallStateStore, ReplyCache};
 use serde_json::value::RawValue;
@@ -53,6 +56,7 @@ pub struct IvrService {
     instances: Arc<Semaphore>,
     sessions: Arc<SessionStore>,
     calls: Arc<CallJournal>,
+    kv: Arc<dyn KvStore>,
     deliveries: Arc<InFlight>,
     calls_evicted: AtomicU64,
 }
@@ -102,8 +106,10 @@ impl IvrService {
         replies: ReplyCache,
         sessions: Arc<SessionStore>,
         calls: Arc<CallJournal>,
+        kv: Arc<dyn KvStore>,
     ) -> Self {
         Self {
+            kv,
             apps,
             states,
             replies,
@@ -172,6 +178,11 @@ impl IvrService {
         tokio::time::timeout(limit, self.deliveries.until_idle())
             .await
             .is_ok()
+    }
+
+    /// The apps' key-value stores.
+    pub fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.kv
     }
 
     /// Call traces and session summaries.
@@ -280,13 +291,8 @@ impl IvrService {
         };
         if let Some(app) = app {
             let limits = snapshot.effective(&app.name);
-            let call = EventContext {
-                app: app.name.clone(),
-                version: app.version_label.clone(),
-                session_id: session_id.clone(),
-                state: self.states.load(&session_id),
-                config: snapshot.config(&app.name),
-            };
+            let call =
+                self.event_context(&snapshot, &app, &limits, &session_id, RequestLog::default());
             record.app = Some(app.name.to_string());
             record.version = Some(app.version);
             let result = self
@@ -303,9 +309,13 @@ impl IvrService {
                 .await
                 .and_then(|outcome| outcome.result);
             if let Err(fault) = result {
-                tracing::warn!(app = %app.name, version = app.version, session = %session_id, kind = fault.kind(), "the session summary handler failed: {fault}");
+                let shown = snapshot
+                    .secrets(&app.name)
+                    .mask(&fault.to_string())
+                    .into_owned();
+                tracing::warn!(app = %app.name, version = app.version, session = %session_id, kind = fault.kind(), "the session summary handler failed: {shown}");
                 record.fault_kind = Some(fault.kind().to_owned());
-                record.fault = Some(fault.to_string());
+                record.fault = Some(shown);
             }
         } else {
             tracing::debug!(session = %session_id, "session summary for a call no app version is pinned to");
@@ -367,13 +377,14 @@ impl IvrService {
             }
         };
         let limits = snapshot.effective(&app.name);
-        let call = EventContext {
-            app: app.name.clone(),
-            version: app.version_label.clone(),
-            session_id: event.session_id.clone(),
-            state: self.states.load(&event.session_id),
-            config: snapshot.config(&app.name),
-        };
+        let requests = RequestLog::default();
+        let call = self.event_context(
+            &snapshot,
+            &app,
+            &limits,
+            &event.session_id,
+            requests.clone(),
+        );
         let session_id = event.session_id.clone();
         let event_id = event.event_id.clone();
         let (result, state, fuel) = match self.run_guest(&app, &limits, event, call).await {
@@ -388,6 +399,8 @@ impl IvrService {
         record.app = Some(app.name.to_string());
         record.version = Some(app.version);
         record.elapsed_us = Some(elapsed_us);
+        let secrets = snapshot.secrets(&app.name);
+        record.outbound = outbound_trace(&requests, &secrets);
         let mut kept_state = None;
         let reply = match result {
             Ok(json) => {
@@ -402,12 +415,13 @@ impl IvrService {
                 Bytes::from(json)
             }
             Err(fault) => {
+                let shown = secrets.mask(&fault.to_string()).into_owned();
                 tracing::warn!(
                     app = %app.name, version = app.version, session = %session_id, event = %event_id,
-                    kind = fault.kind(), elapsed_us, fuel, "{fault}; answering with the fallback callflow"
+                    kind = fault.kind(), elapsed_us, fuel, "{shown}; answering with the fallback callflow"
                 );
                 record.fault_kind = Some(fault.kind().to_owned());
-                record.fault = Some(fault.to_string());
+                record.fault = Some(shown);
                 limits.fallback.clone()
             }
         };
@@ -422,7 +436,7 @@ impl IvrService {
             reply: reply.clone(),
         })
         .await;
-        record.reply_bytes = Some(reply.clone());
+        record.reply_bytes = Some(masked(&reply, &secrets));
         self.sessions.record(record);
         reply
     }
@@ -452,6 +466,28 @@ impl IvrService {
     async fn journal(&self, decision: Decision) {
         if let Err(err) = self.calls.record(decision).await {
             tracing::error!("could not journal a call's decision: {err:#}");
+        }
+    }
+
+    /// What the guest's imports need for one event of `session_id` on `app`.
+    fn event_context(
+        &self,
+        snapshot: &Snapshot,
+        app: &LoadedApp,
+        limits: &Effective,
+        session_id: &str,
+        requests: RequestLog,
+    ) -> EventContext {
+        EventContext {
+            app: app.name.clone(),
+            version: app.version_label.clone(),
+            session_id: session_id.to_owned(),
+            state: self.states.load(session_id),
+            config: snapshot.config(&app.name),
+            secrets: snapshot.secrets(&app.name),
+            kv: KvScope::new(self.kv.clone(), app.name.clone(), limits.kv_quota_bytes),
+            outbound: limits.outbound.clone(),
+            requests,
         }
     }
 
@@ -492,7 +528,10 @@ impl IvrService {
                     QUEUE_WAIT.as_millis()
                 ))
             })?;
-        let wall_clock = limits.guest.run_time + WALL_CLOCK_GRACE;
+        let wall_clock = limits
+            .outbound
+            .event_wall_time()
+            .unwrap_or(limits.guest.run_time + WALL_CLOCK_GRACE);
         tokio::time::timeout(wall_clock, run).await.map_err(|_| {
             Fault::Deadline(format!(
                 "no reply within the {} ms wall-clock limit (waiting in a host call)",
@@ -560,6 +599,33 @@ async fn acquire_within(
         .await
         .ok()
         .and_then(Result::ok)
+}
+
+/// The event's outbound requests as the trace keeps them (none: absent),
+/// secret values masked.
+fn outbound_trace(requests: &RequestLog, secrets: &AppSecrets) -> Option<Box<RawValue>> {
+    let mut records = requests.records();
+    if records.is_empty() {
+        return None;
+    }
+    for record in &mut records {
+        record.url = secrets.mask(&record.url).into_owned();
+        if let Some(error) = &mut record.error {
+            *error = secrets.mask(error).into_owned();
+        }
+    }
+    serde_json::value::to_raw_value(&records).ok()
+}
+
+/// `reply` for the trace: secret values the app put in it masked.
+fn masked(reply: &Bytes, secrets: &AppSecrets) -> Bytes {
+    if secrets.is_empty() {
+        return reply.clone();
+    }
+    match std::str::from_utf8(reply).map(|text| secrets.mask(text)) {
+        Ok(std::borrow::Cow::Owned(text)) => Bytes::from(text),
+        _ => reply.clone(),
+    }
 }
 
 fn now() -> String {

@@ -516,6 +516,10 @@ async fn replaced_versions_give_their_warm_instances_back() {
             session_id: "s1".into(),
             state: CallState::new(),
             config: Arc::default(),
+            secrets: Arc::default(),
+            kv: ivr_host::runtime::KvScope::none(),
+            outbound: Arc::default(),
+            requests: ivr_host::runtime::RequestLog::default(),
         };
         let outcome = runtime
             .handle_call_action(version, event, call, limits)

@@ -39,6 +39,10 @@ fn stages(c: &mut Criterion) {
         session_id: event.session_id.clone(),
         state: CallState::new(),
         config: config.clone(),
+        secrets: Arc::default(),
+        kv: ivr_host::runtime::KvScope::none(),
+        outbound: Arc::default(),
+        requests: ivr_host::runtime::RequestLog::default(),
     };
     let routes: RouteTable = serde_json::from_str(
         r#"{"default_app":"bank-menu","rules":[{"number":"+6568332048","app":"bank-menu"},{"sub_account":"x","app":"other"}]}"#,

@@ -22,9 +22,11 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::protocol::CallAction;
-use crate::runtime::{AppConfig, CompileError, CompiledApp, Runtime};
+use crate::runtime::capabilities::secrets::{MAX_SECRETS, validate_secret};
+use crate::runtime::{AppConfig, AppSecrets, CompileError, CompiledApp, Runtime};
 use crate::store::db::{AppRecord, MetadataStore, VersionRecord};
 use crate::store::files::{BlobStore, CompileCache, sha256_hex};
+use crate::store::secrets::{SecretFile, SecretValues};
 use pins::PinTable;
 use routes::RouteTable;
 use settings::{AppSettings, Effective, HostLimits};
@@ -50,6 +52,8 @@ pub struct AppSlot {
     pub active: Option<Arc<LoadedApp>>,
     /// The app's configuration values.
     pub config: Arc<AppConfig>,
+    /// The app's secrets.
+    pub secrets: Arc<AppSecrets>,
     /// The app's settings as stored.
     pub settings: AppSettings,
     /// The app's effective limits and fallback.
@@ -101,6 +105,14 @@ impl Snapshot {
             .unwrap_or_default()
     }
 
+    /// An app's secrets.
+    pub fn secrets(&self, app: &str) -> Arc<AppSecrets> {
+        self.apps
+            .get(app)
+            .map(|s| s.secrets.clone())
+            .unwrap_or_default()
+    }
+
     /// An app's effective limits and fallback (the host's for an unknown app).
     pub fn effective(&self, app: &str) -> Arc<Effective> {
         self.apps
@@ -118,6 +130,7 @@ impl Snapshot {
         self.apps.get(name).cloned().unwrap_or_else(|| AppSlot {
             active: None,
             config: Arc::default(),
+            secrets: Arc::default(),
             settings: AppSettings::default(),
             effective: Arc::new(AppSettings::default().resolve(host)),
         })
@@ -200,6 +213,8 @@ pub struct RegistryPaths {
     pub components: PathBuf,
     /// Compiled code, per engine.
     pub compiled: PathBuf,
+    /// The apps' secrets file.
+    pub secrets: PathBuf,
 }
 
 /// The registry.
@@ -211,6 +226,7 @@ pub struct AppRegistry {
     db: Arc<dyn MetadataStore>,
     blobs: BlobStore,
     compiled: CompileCache,
+    secrets: SecretFile,
     host_limits: HostLimits,
 }
 
@@ -235,16 +251,18 @@ impl AppRegistry {
                 routes: RouteTable::default(),
                 host_default: host_default.clone(),
             }),
-            host_limits,
+            host_limits: host_limits.clone(),
             pins: PinTable::new(crate::store::MAX_CALLS, pin_ttl),
             writer: tokio::sync::Mutex::new(()),
             runtime,
             db,
             blobs: BlobStore::new(paths.components),
             compiled,
+            secrets: SecretFile::new(&paths.secrets),
         };
         let _guard = registry.writer.lock().await;
         let records = registry.blocking(|db| db.apps()).await?;
+        let mut secrets = registry.secrets.load()?;
         let mut apps = BTreeMap::new();
         for record in records {
             let active = match record.active() {
@@ -263,6 +281,9 @@ impl AppRegistry {
                 AppSlot {
                     active,
                     config: Arc::new(record.config),
+                    secrets: Arc::new(AppSecrets::new(
+                        secrets.remove(&record.name).unwrap_or_default(),
+                    )),
                     settings,
                     effective,
                 },
@@ -493,6 +514,9 @@ impl AppRegistry {
         }
         let app_name = name.to_owned();
         self.blocking(move |db| db.delete_app(&app_name)).await?;
+        if !snapshot.secrets(name).is_empty() {
+            self.write_secrets(name, None).await?;
+        }
         let mut next = (*snapshot).clone();
         let removed = next.apps.remove(name);
         self.current.store(Arc::new(next));
@@ -520,6 +544,80 @@ impl AppRegistry {
         let mut slot = next.slot(name, &self.host_limits);
         slot.config = Arc::new(config);
         next.apps.insert(name.to_owned(), slot);
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// The names of an app's secrets (never their values).
+    pub fn secret_names(&self, name: &str) -> Result<Vec<String>, AdminError> {
+        let snapshot = self.snapshot();
+        match snapshot.apps.get(name) {
+            Some(slot) => Ok(slot.secrets.names()),
+            None => Err(AdminError::NotFound(format!("no app named {name:?}"))),
+        }
+    }
+
+    /// Set one secret of a deployed app (kept in the 0600 secrets file).
+    pub async fn set_secret(&self, name: &str, key: &str, value: String) -> Result<(), AdminError> {
+        validate_app_name(name).map_err(AdminError::Invalid)?;
+        validate_secret(key, &value).map_err(AdminError::Invalid)?;
+        let _guard = self.writer.lock().await;
+        self.require_deployed(name)?;
+        let mut values = self.secret_values(name);
+        if values.len() >= MAX_SECRETS && !values.contains_key(key) {
+            return Err(AdminError::Invalid(format!(
+                "{name:?} already has {MAX_SECRETS} secrets"
+            )));
+        }
+        values.insert(key.to_owned(), value);
+        self.write_secrets(name, Some(values)).await
+    }
+
+    /// Remove one secret; 404 when the app has no secret of that name.
+    pub async fn delete_secret(&self, name: &str, key: &str) -> Result<(), AdminError> {
+        let _guard = self.writer.lock().await;
+        self.require_deployed(name)?;
+        let mut values = self.secret_values(name);
+        if values.remove(key).is_none() {
+            return Err(AdminError::NotFound(format!(
+                "{name:?} has no secret named {key:?}"
+            )));
+        }
+        self.write_secrets(name, Some(values)).await
+    }
+
+    fn secret_values(&self, name: &str) -> BTreeMap<String, String> {
+        self.snapshot().secrets(name).values().clone()
+    }
+
+    /// Make `values` (none: no secrets) `name`'s secrets: the file first,
+    /// then the snapshot. Holds the writer lock.
+    async fn write_secrets(
+        &self,
+        name: &str,
+        values: Option<BTreeMap<String, String>>,
+    ) -> Result<(), AdminError> {
+        let snapshot = self.snapshot();
+        let mut all: SecretValues = snapshot
+            .apps
+            .keys()
+            .filter(|app| app.as_str() != name)
+            .map(|app| (app.clone(), self.secret_values(app)))
+            .filter(|(_, values)| !values.is_empty())
+            .collect();
+        if let Some(values) = &values
+            && !values.is_empty()
+        {
+            all.insert(name.to_owned(), values.clone());
+        }
+        let file = self.secrets.clone();
+        tokio::task::spawn_blocking(move || file.save(&all))
+            .await
+            .map_err(|e| AdminError::Internal(anyhow::anyhow!("secrets task failed: {e}")))??;
+        let mut next = (*snapshot).clone();
+        if let Some(slot) = next.apps.get_mut(name) {
+            slot.secrets = Arc::new(AppSecrets::new(values.unwrap_or_default()));
+        }
         self.current.store(Arc::new(next));
         Ok(())
     }

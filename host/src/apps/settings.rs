@@ -8,7 +8,12 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Callflow, ReplyLimits, validate};
+use std::sync::Arc;
+
 use crate::runtime::GuestLimits;
+use crate::runtime::capabilities::http::network::OutboundNetwork;
+use crate::runtime::capabilities::http::{HttpSettings, OutboundPolicy};
+use crate::runtime::capabilities::kv::KvSettings;
 use crate::runtime::capabilities::log::LogSettings;
 
 /// What an app may change about how it is run. Every field is optional: an
@@ -42,6 +47,13 @@ pub struct AppSettings {
     /// The log capability's settings (`log_kib`, `log_lines`).
     #[serde(flatten)]
     pub log: LogSettings,
+    /// The outbound HTTP capability's settings (`allowed_outbound_hosts`,
+    /// `outbound_*`, `event_wall_ms`).
+    #[serde(flatten)]
+    pub http: HttpSettings,
+    /// The key-value capability's settings (`kv_quota_mib`).
+    #[serde(flatten)]
+    pub kv: KvSettings,
     /// Names no part of the settings knows (refused by [`AppSettings::validate`];
     /// serde's `deny_unknown_fields` does not work with flattened parts).
     #[serde(flatten, skip_serializing)]
@@ -59,6 +71,13 @@ const KNOWN_SETTINGS: &[&str] = &[
     "max_concurrent",
     "warm_instance_events",
     "fallback",
+    "allowed_outbound_hosts",
+    "outbound_requests",
+    "outbound_connect_ms",
+    "outbound_request_ms",
+    "outbound_response_kib",
+    "event_wall_ms",
+    "kv_quota_mib",
 ];
 
 /// Largest reply an app may be allowed, in KiB (8x8 has no documented cap;
@@ -69,7 +88,7 @@ pub const MAX_REPLY_KIB: usize = 1024;
 pub const MAX_WARM_INSTANCE_EVENTS: u32 = 10_000;
 
 /// The host-wide values the per-app settings override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostLimits {
     /// Guest limits.
     pub guest: GuestLimits,
@@ -77,6 +96,8 @@ pub struct HostLimits {
     pub reply: ReplyLimits,
     /// Most events of one app running at once.
     pub max_concurrent: usize,
+    /// Which addresses outbound requests may reach.
+    pub network: Arc<OutboundNetwork>,
 }
 
 /// An app's effective limits and fallback, resolved once per change.
@@ -90,6 +111,10 @@ pub struct Effective {
     pub max_concurrent: usize,
     /// The fallback callflow, serialized.
     pub fallback: Bytes,
+    /// Outbound HTTP: allowed hosts, budgets, the app's connection pool.
+    pub outbound: Arc<OutboundPolicy>,
+    /// Bytes the app may keep in its key-value store.
+    pub kv_quota_bytes: u64,
 }
 
 impl AppSettings {
@@ -145,6 +170,8 @@ impl AppSettings {
             return Err(format!("reply_kib {kib} is over {MAX_REPLY_KIB}"));
         }
         self.log.validate()?;
+        self.http.validate()?;
+        self.kv.validate()?;
         if let Some(fallback) = &self.fallback {
             let limits = self.resolve(host).reply;
             validate(fallback, &limits).map_err(|v| format!("fallback: {v}"))?;
@@ -180,6 +207,8 @@ impl AppSettings {
             reply,
             max_concurrent: self.max_concurrent.unwrap_or(host.max_concurrent),
             fallback: Bytes::from(fallback.to_json()),
+            outbound: self.http.resolve(&host.network),
+            kv_quota_bytes: self.kv.quota_bytes(),
         }
     }
 }
@@ -193,6 +222,7 @@ mod tests {
             guest: GuestLimits::default(),
             reply: ReplyLimits::default(),
             max_concurrent: 4,
+            network: Arc::default(),
         }
     }
 

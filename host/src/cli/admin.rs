@@ -274,3 +274,74 @@ fn edit_object(
     print(&admin.call(Method::PUT, path, Some(serde_json::to_vec(&object)?))?);
     Ok(())
 }
+
+/// `ivr-host secrets list APP | set APP KEY | delete APP KEY`.
+#[derive(Debug, clap::Args)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    pub command: SecretsCommand,
+    #[command(flatten)]
+    pub admin: AdminTarget,
+}
+
+/// What `ivr-host secrets` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretsCommand {
+    /// List an app's secret names (values are never shown).
+    List {
+        /// App name.
+        app: String,
+    },
+    /// Set a secret, reading its value from stdin (one trailing newline is
+    /// dropped): `printf %s "$KEY" | ivr-host secrets set bank api_key`.
+    Set {
+        /// App name.
+        app: String,
+        /// The secret's name.
+        key: String,
+    },
+    /// Remove a secret.
+    Delete {
+        /// App name.
+        app: String,
+        /// The secret's name.
+        key: String,
+    },
+}
+
+/// List, set or delete an app's secrets through the admin API.
+pub fn secrets(args: SecretsArgs) -> anyhow::Result<()> {
+    match args.command {
+        SecretsCommand::List { app } => {
+            let answer = args
+                .admin
+                .call(Method::GET, &format!("/apps/{app}/secrets"), None)?;
+            for secret in answer["secrets"].as_array().into_iter().flatten() {
+                println!("{}", secret.as_str().unwrap_or("?"));
+            }
+        }
+        SecretsCommand::Set { app, key } => {
+            let mut value = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut value)
+                .context("reading the secret's value from stdin")?;
+            if value.ends_with(b"\n") {
+                value.pop();
+                if value.ends_with(b"\r") {
+                    value.pop();
+                }
+            }
+            args.admin.call(
+                Method::PUT,
+                &format!("/apps/{app}/secrets/{key}"),
+                Some(value),
+            )?;
+            println!("set secret {key} of {app}");
+        }
+        SecretsCommand::Delete { app, key } => {
+            args.admin
+                .call(Method::DELETE, &format!("/apps/{app}/secrets/{key}"), None)?;
+            println!("deleted secret {key} of {app}");
+        }
+    }
+    Ok(())
+}

@@ -50,6 +50,8 @@ enum Command {
     Config(admin::ConfigArgs),
     /// Show or change an app's settings (limits, fallback callflow).
     Settings(admin::SettingsArgs),
+    /// List, set or delete an app's secrets (values are read from stdin, never shown).
+    Secrets(admin::SecretsArgs),
     /// List call traces, or show one call's trace.
     Sessions(sessions::SessionsArgs),
     /// Create, list or delete the subaccount's 8x8 webhooks.
@@ -74,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Routes(args) => admin::routes(args),
         Command::Config(args) => admin::config(args),
         Command::Settings(args) => admin::settings(args),
+        Command::Secrets(args) => admin::secrets(args),
         Command::Sessions(args) => sessions::run(args),
         Command::Webhooks(args) => eightbyeight::webhooks(args),
         Command::Call(args) => eightbyeight::call(args),

@@ -11,6 +11,7 @@ use crate::config::{ServeArgs, Settings};
 use crate::edge::{self, AdminEdge, ListenerLimits, WebhookEdge};
 use crate::embedded;
 use crate::store::CallJournal;
+use crate::store::kv::KvStore;
 use crate::store::sessions::SessionStore;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -36,6 +37,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
         })
     };
+    let kv_expiry = tokio::spawn(purge_expired_keys(service.kv().clone()));
 
     let webhook_listener = edge::bind(settings.listen, "webhooks").await?;
     let admin_listener = edge::bind(settings.admin_listen, "the admin API").await?;
@@ -117,6 +119,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     journal_compaction.abort();
     warm_expiry.abort();
     let _ = warm_expiry.await;
+    kv_expiry.abort();
+    let _ = kv_expiry.await;
     let _ = pruning.await;
     // The last holder of the session store: dropping it writes the queued
     // trace records and joins the trace writer.
@@ -153,6 +157,21 @@ async fn compact_journal(calls: Arc<CallJournal>, call_ttl: Duration) {
             Ok(Ok(folded)) if folded > 0 => {
                 tracing::debug!(folded, "compacted the calls journal")
             }
+            _ => {}
+        }
+    }
+}
+
+/// Drop the apps' expired keys every minute (reads never see them; this
+/// gives their space back to the quota).
+async fn purge_expired_keys(kv: Arc<dyn KvStore>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let kv = kv.clone();
+        match tokio::task::spawn_blocking(move || kv.purge_expired()).await {
+            Ok(Err(err)) => tracing::warn!("purging expired keys failed: {err}"),
+            Ok(Ok(purged)) if purged > 0 => tracing::debug!(purged, "purged expired keys"),
             _ => {}
         }
     }

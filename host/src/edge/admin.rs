@@ -22,6 +22,9 @@ use crate::store::sessions::SessionFilter;
 
 /// Largest JSON body accepted for routes, config and rollback requests.
 const JSON_BODY_LIMIT: usize = 1024 * 1024;
+/// Largest secret value accepted (the limit itself is checked after, with
+/// a clear message; this only bounds the read).
+const SECRET_BODY_LIMIT: usize = 128 * 1024;
 /// Time allowed to receive a JSON body.
 const JSON_BODY_TIME: Duration = Duration::from_secs(10);
 /// Time allowed to receive an uploaded component (32 MiB at 300 KB/s).
@@ -115,6 +118,44 @@ impl AdminEdge {
                     )
                 }
                 _ => http::method_not_allowed(&method, &path, "GET, PUT"),
+            },
+            ["apps", name, "secrets"] => match method {
+                Method::GET => to_json(
+                    StatusCode::OK,
+                    apps.secret_names(name)
+                        .map(|names| serde_json::json!({ "secrets": names })),
+                ),
+                _ => http::method_not_allowed(&method, &path, "GET"),
+            },
+            ["apps", name, "secrets", key] => match method {
+                Method::PUT => {
+                    // The body is the value, as sent (never echoed back).
+                    let bytes =
+                        match http::read_body(request, SECRET_BODY_LIMIT, JSON_BODY_TIME).await {
+                            Ok(bytes) => bytes,
+                            Err(response) => return response,
+                        };
+                    let Ok(value) = String::from_utf8(bytes.to_vec()) else {
+                        return http::error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid secret",
+                            "the value is not UTF-8 text",
+                        );
+                    };
+                    to_json(
+                        StatusCode::OK,
+                        apps.set_secret(name, key, value)
+                            .await
+                            .map(|()| serde_json::json!({ "app": name, "secret": key })),
+                    )
+                }
+                Method::DELETE => to_json(
+                    StatusCode::OK,
+                    apps.delete_secret(name, key)
+                        .await
+                        .map(|()| serde_json::json!({ "deleted": key })),
+                ),
+                _ => http::method_not_allowed(&method, &path, "PUT, DELETE"),
             },
             ["stats"] => match method {
                 Method::GET => to_json(

@@ -20,7 +20,10 @@ use crate::protocol::summary::SessionSummary as Vss;
 use crate::protocol::{CallAction, Callflow};
 use capabilities::EventCtx;
 pub use capabilities::config::AppConfig;
+pub use capabilities::http::{OutboundPolicy, OutboundRecord, RequestLog};
+pub use capabilities::kv::KvScope;
 pub use capabilities::log::LogLimits;
+pub use capabilities::secrets::AppSecrets;
 pub use capabilities::state::CallState;
 pub use limits::GuestLimits;
 use ticker::EpochTicker;
@@ -31,12 +34,36 @@ wasmtime::component::bindgen!({
     imports: {
         "ivr:app/state.set": trappable,
         "ivr:app/log.log": trappable,
+        "ivr:app/kv": async,
     },
     exports: {
         default: async,
     },
+    with: {
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+    },
     additional_derives: [PartialEq],
+    require_store_data_send: true,
 });
+
+/// The contract's previous version, `ivr:app@0.2.0`: its imports stay
+/// linked so that components built against it keep running unchanged (its
+/// exports have the same types as 0.3.0's, so one set of calls serves both).
+pub(crate) mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2.0",
+        world: "ivr-app",
+        imports: {
+            "ivr:app/state.set": trappable,
+            "ivr:app/log.log": trappable,
+        },
+        exports: {
+            default: async,
+        },
+    });
+}
 
 /// How often the epoch ticker advances; the run-time limit's granularity.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -503,6 +530,15 @@ pub struct EventContext {
     pub state: CallState,
     /// The app's configuration values.
     pub config: Arc<AppConfig>,
+    /// The app's secrets (the `secrets` import; masked in its log lines).
+    pub secrets: Arc<AppSecrets>,
+    /// The app's key-value store.
+    pub kv: KvScope,
+    /// The app's outbound HTTP policy (none allowed by default).
+    pub outbound: Arc<OutboundPolicy>,
+    /// Where the event's outbound requests are recorded (kept by the
+    /// caller: it outlives a guest abandoned at its deadline).
+    pub requests: RequestLog,
 }
 
 /// The result of one guest run.

@@ -93,7 +93,11 @@ mod tests {
         assert!(is_provided("ivr:app/state@0.2.3"));
         assert!(!is_provided("ivr:app/state@0.1.0"));
         assert!(!is_provided("ivr:app/state@1.0.0"));
-        assert!(!is_provided("wasi:http/outgoing-handler@0.2.6"));
+        assert!(is_provided("ivr:app/state@0.3.0"));
+        assert!(is_provided("ivr:app/kv@0.3.0"));
+        assert!(!is_provided("ivr:app/kv@0.2.0"));
+        assert!(is_provided("wasi:http/outgoing-handler@0.2.6"));
+        assert!(!is_provided("wasi:keyvalue/store@0.2.0-draft"));
         assert!(!is_provided("wasi:cli/stdout"));
     }
 }

@@ -6,8 +6,10 @@ pub mod call_state;
 pub mod calls;
 pub mod db;
 pub mod files;
+pub mod kv;
 pub mod recent;
 pub mod replies;
+pub mod secrets;
 pub mod sessions;
 
 pub use call_state::CallStateStore;

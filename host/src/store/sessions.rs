@@ -53,6 +53,10 @@ pub struct TraceRecord {
     /// The fault, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// The app's outbound HTTP requests during the event (method, URL
+    /// without query, status, bytes, ms or why it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<Box<RawValue>>,
     /// The webhook body as received (verbatim: numbers out of `f64`'s range
     /// and deep nesting, which 8x8's JSON may hold, are kept as sent).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -646,6 +650,7 @@ fn record_from_json(value: Value) -> TraceRecord {
         elapsed_us: value.get("elapsed_us").and_then(Value::as_u64),
         fault_kind: text("fault_kind"),
         fault: text("fault"),
+        outbound: value.get("outbound").and_then(raw),
         request: value.get("request").and_then(raw),
         reply: value.get("reply").and_then(raw),
         request_bytes: None,

@@ -9,9 +9,11 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::EventCtx;
 use crate::runtime::ivr::app::config;
+use crate::runtime::v0_2::ivr::app::config as config_v0_2;
 
 /// The interfaces this capability provides, with the version it implements.
-pub(crate) const PROVIDES: &[(&str, &str)] = &[("ivr:app/config", "0.2.0")];
+pub(crate) const PROVIDES: &[(&str, &str)] =
+    &[("ivr:app/config", "0.3.0"), ("ivr:app/config", "0.2.0")];
 
 /// An app's configuration values.
 pub type AppConfig = BTreeMap<String, String>;
@@ -29,7 +31,15 @@ impl ConfigImport {
 }
 
 pub(crate) fn link(linker: &mut Linker<EventCtx>) -> wasmtime::Result<()> {
-    config::add_to_linker::<EventCtx, HasSelf<ConfigImport>>(linker, |ctx| &mut ctx.config)
+    config::add_to_linker::<EventCtx, HasSelf<ConfigImport>>(linker, |ctx| &mut ctx.config)?;
+    config_v0_2::add_to_linker::<EventCtx, HasSelf<ConfigImport>>(linker, |ctx| &mut ctx.config)
+}
+
+/// 0.2.0's `config` is 0.3.0's.
+impl config_v0_2::Host for ConfigImport {
+    fn get(&mut self, key: String) -> Option<String> {
+        config::Host::get(self, key)
+    }
 }
 
 impl config::Host for ConfigImport {

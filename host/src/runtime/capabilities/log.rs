@@ -14,11 +14,17 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::EventCtx;
+use super::secrets::AppSecrets;
 use crate::runtime::ivr::app::{log, types};
+use crate::runtime::v0_2::ivr::app::{log as log_v0_2, types as types_v0_2};
 
 /// The interfaces this capability provides, with the version it implements.
-pub(crate) const PROVIDES: &[(&str, &str)] =
-    &[("ivr:app/types", "0.2.0"), ("ivr:app/log", "0.2.0")];
+pub(crate) const PROVIDES: &[(&str, &str)] = &[
+    ("ivr:app/types", "0.3.0"),
+    ("ivr:app/log", "0.3.0"),
+    ("ivr:app/types", "0.2.0"),
+    ("ivr:app/log", "0.2.0"),
+];
 
 /// Log output a guest may even attempt in one event (log calls and
 /// stdout/stderr each): past its budget output is dropped, but a guest
@@ -86,14 +92,18 @@ impl LogSettings {
 
 pub(crate) fn link(linker: &mut Linker<EventCtx>) -> wasmtime::Result<()> {
     types::add_to_linker::<EventCtx, HasSelf<LogImport>>(linker, |ctx| &mut ctx.log)?;
-    log::add_to_linker::<EventCtx, HasSelf<LogImport>>(linker, |ctx| &mut ctx.log)
+    log::add_to_linker::<EventCtx, HasSelf<LogImport>>(linker, |ctx| &mut ctx.log)?;
+    types_v0_2::add_to_linker::<EventCtx, HasSelf<LogImport>>(linker, |ctx| &mut ctx.log)?;
+    log_v0_2::add_to_linker::<EventCtx, HasSelf<LogImport>>(linker, |ctx| &mut ctx.log)
 }
 
-/// Who a guest line belongs to: the tags on every line of an event.
+/// Who a guest line belongs to: the tags on every line of an event, and
+/// the app's secrets, masked in every line.
 pub(crate) struct LogTags {
     pub(crate) app: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) session: String,
+    pub(crate) secrets: Arc<AppSecrets>,
 }
 
 /// One event's log: its budget, and the captured stdout/stderr.
@@ -149,6 +159,7 @@ impl LogImport {
                 app,
                 version,
                 session,
+                ..
             } = &self.tags;
             tracing::warn!(
                 app = %app, version = %version, session = %session,
@@ -166,7 +177,8 @@ impl LogImport {
         if !self.budget.admit(message.len()) {
             return;
         }
-        let message = crate::runtime::escape_controls(message);
+        let message = self.tags.secrets.mask(message);
+        let message = crate::runtime::escape_controls(&message);
         let (app, version, session) = (&*self.tags.app, &*self.tags.version, &*self.tags.session);
         match level {
             types::Level::Trace => {
@@ -201,6 +213,22 @@ impl log::Host for LogImport {
         }
         self.emit(level, &message);
         Ok(())
+    }
+}
+
+impl types_v0_2::Host for LogImport {}
+
+/// 0.2.0's `log` is 0.3.0's.
+impl log_v0_2::Host for LogImport {
+    fn log(&mut self, level: types_v0_2::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            types_v0_2::Level::Trace => types::Level::Trace,
+            types_v0_2::Level::Debug => types::Level::Debug,
+            types_v0_2::Level::Info => types::Level::Info,
+            types_v0_2::Level::Warn => types::Level::Warn,
+            types_v0_2::Level::Error => types::Level::Error,
+        };
+        log::Host::log(self, level, message)
     }
 }
 

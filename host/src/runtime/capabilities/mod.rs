@@ -5,7 +5,10 @@
 //! there, and a line in [`link`] and [`PROVIDES`].
 
 pub mod config;
+pub mod http;
+pub mod kv;
 pub mod log;
+pub mod secrets;
 pub mod state;
 mod wasi;
 
@@ -14,7 +17,10 @@ use wasmtime::component::Linker;
 use super::limits::MemoryCap;
 use super::{EventContext, GuestLimits};
 use config::ConfigImport;
+use http::HttpImport;
+use kv::KvImport;
 use log::{LogImport, LogTags};
+use secrets::SecretsImport;
 use state::{CallState, StateImport};
 
 /// Every interface the host provides, with the version it implements.
@@ -23,6 +29,9 @@ pub(crate) const PROVIDES: &[&[(&str, &str)]] = &[
     log::PROVIDES,
     state::PROVIDES,
     config::PROVIDES,
+    secrets::PROVIDES,
+    kv::PROVIDES,
+    http::PROVIDES,
 ];
 
 /// Link every capability's imports.
@@ -34,8 +43,11 @@ pub(crate) fn link(linker: &mut Linker<EventCtx>) -> anyhow::Result<()> {
     log::link(linker)
         .and_then(|()| state::link(linker))
         .and_then(|()| config::link(linker))
+        .and_then(|()| secrets::link(linker))
+        .and_then(|()| kv::link(linker))
+        .and_then(|()| http::link(linker))
         .map_err(anyhow::Error::from)
-        .context("linking the ivr:app imports")
+        .context("linking the host's imports")
 }
 
 /// The store data of one event: each capability's per-event state.
@@ -44,6 +56,9 @@ pub(crate) struct EventCtx {
     log: LogImport,
     state: StateImport,
     config: ConfigImport,
+    secrets: SecretsImport,
+    kv: KvImport,
+    http: HttpImport,
     pub(crate) limiter: MemoryCap,
 }
 
@@ -60,13 +75,16 @@ pub(crate) struct EventLeftovers {
 impl EventCtx {
     /// A context for `call`, within `limits`.
     pub(crate) fn new(call: EventContext, limits: &GuestLimits) -> Self {
-        let (tags, state, config) = split(call);
-        let log = LogImport::new(tags, limits.log);
+        let parts = split(call);
+        let log = LogImport::new(parts.tags, limits.log);
         Self {
             wasi: wasi::WasiState::new(log.output()),
             log,
-            state: StateImport::new(state),
-            config: ConfigImport::new(config),
+            state: StateImport::new(parts.state),
+            config: ConfigImport::new(parts.config),
+            secrets: SecretsImport::new(parts.secrets),
+            kv: KvImport::new(parts.kv),
+            http: parts.http,
             limiter: MemoryCap::new(limits.memory_bytes),
         }
     }
@@ -74,10 +92,13 @@ impl EventCtx {
     /// Make a warm instance's context ready for its next event: a new call,
     /// fresh budgets, nothing captured.
     pub(crate) fn begin(&mut self, call: EventContext, limits: &GuestLimits) {
-        let (tags, state, config) = split(call);
-        self.log.begin(tags, limits.log);
-        self.state = StateImport::new(state);
-        self.config = ConfigImport::new(config);
+        let parts = split(call);
+        self.log.begin(parts.tags, limits.log);
+        self.state = StateImport::new(parts.state);
+        self.config = ConfigImport::new(parts.config);
+        self.secrets = SecretsImport::new(parts.secrets);
+        self.kv = KvImport::new(parts.kv);
+        self.http = parts.http;
         self.limiter = MemoryCap::new(limits.memory_bytes);
     }
 
@@ -105,11 +126,28 @@ impl EventCtx {
     }
 }
 
-fn split(call: EventContext) -> (LogTags, CallState, std::sync::Arc<config::AppConfig>) {
-    let tags = LogTags {
-        app: call.app,
-        version: call.version,
-        session: call.session_id,
-    };
-    (tags, call.state, call.config)
+/// An event's inputs, one part per capability.
+struct Parts {
+    tags: LogTags,
+    state: CallState,
+    config: std::sync::Arc<config::AppConfig>,
+    secrets: std::sync::Arc<secrets::AppSecrets>,
+    kv: kv::KvScope,
+    http: HttpImport,
+}
+
+fn split(call: EventContext) -> Parts {
+    Parts {
+        tags: LogTags {
+            app: call.app,
+            version: call.version,
+            session: call.session_id,
+            secrets: call.secrets.clone(),
+        },
+        state: call.state,
+        config: call.config,
+        secrets: call.secrets,
+        kv: call.kv,
+        http: HttpImport::new(call.outbound, call.requests),
+    }
 }

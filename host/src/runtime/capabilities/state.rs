@@ -10,9 +10,11 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::EventCtx;
 use crate::runtime::ivr::app::state;
+use crate::runtime::v0_2::ivr::app::state as state_v0_2;
 
 /// The interfaces this capability provides, with the version it implements.
-pub(crate) const PROVIDES: &[(&str, &str)] = &[("ivr:app/state", "0.2.0")];
+pub(crate) const PROVIDES: &[(&str, &str)] =
+    &[("ivr:app/state", "0.3.0"), ("ivr:app/state", "0.2.0")];
 
 /// One call's state: string keys and values.
 pub type CallState = HashMap<String, String>;
@@ -51,7 +53,23 @@ impl StateImport {
 }
 
 pub(crate) fn link(linker: &mut Linker<EventCtx>) -> wasmtime::Result<()> {
-    state::add_to_linker::<EventCtx, HasSelf<StateImport>>(linker, |ctx| &mut ctx.state)
+    state::add_to_linker::<EventCtx, HasSelf<StateImport>>(linker, |ctx| &mut ctx.state)?;
+    state_v0_2::add_to_linker::<EventCtx, HasSelf<StateImport>>(linker, |ctx| &mut ctx.state)
+}
+
+/// 0.2.0's `state` is 0.3.0's.
+impl state_v0_2::Host for StateImport {
+    fn get(&mut self, key: String) -> Option<String> {
+        state::Host::get(self, key)
+    }
+
+    fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        state::Host::set(self, key, value)
+    }
+
+    fn delete(&mut self, key: String) {
+        state::Host::delete(self, key)
+    }
 }
 
 impl state::Host for StateImport {
