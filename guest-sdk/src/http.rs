@@ -149,11 +149,36 @@ impl Request {
         self.header("content-type", "application/json").body(body)
     }
 
-    /// Send the request and read the whole response.
+    /// Send the request and read the whole response, following up to 5
+    /// redirects (each one a new request, checked by the host like the
+    /// first; a `303`, or a `301`/`302` answering a `POST`, becomes a `GET`).
     pub fn send(self) -> Result<Response, Error> {
+        let mut request = self;
+        for _ in 0..MAX_REDIRECTS {
+            let response = request.send_once()?;
+            let Some(location) = response
+                .header("location")
+                .filter(|_| matches!(response.status, 301 | 302 | 303 | 307 | 308))
+            else {
+                return Ok(response);
+            };
+            let to_get = response.status == 303
+                || (matches!(response.status, 301 | 302) && matches!(request.method, Method::Post));
+            request.url = resolve_location(&request.url, location);
+            if to_get {
+                request.method = Method::Get;
+                request.body = None;
+                request.headers.retain(|(name, _)| name != "content-type");
+            }
+        }
+        Err(Error::Network(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    fn send_once(&self) -> Result<Response, Error> {
         let target = Target::parse(&self.url)?;
-        let fields: Vec<(String, Vec<u8>)> = self.headers;
-        let headers = Fields::from_list(&fields)
+        let headers = Fields::from_list(&self.headers)
             .map_err(|err| Error::InvalidUrl(format!("a header was refused: {err:?}")))?;
         let request = OutgoingRequest::new(headers);
         let refused = |what: &str| Error::InvalidUrl(format!("the host refused the {what}"));
@@ -232,6 +257,32 @@ fn stream_error(err: &StreamError) -> Error {
         },
         StreamError::Closed => Error::Network("the connection closed early".into()),
     }
+}
+
+/// Most redirects one [`Request::send`] follows.
+const MAX_REDIRECTS: usize = 5;
+
+/// Where a `Location` points, from the URL that answered with it.
+fn resolve_location(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_owned();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    if let Some(path) = location.strip_prefix("//") {
+        return format!("{scheme}://{path}");
+    }
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = &rest[authority.len()..];
+    let dir = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .rsplit_once('/')
+        .map_or("", |(d, _)| d);
+    format!("{scheme}://{authority}{dir}/{location}")
 }
 
 /// A URL taken apart as wasi:http wants it.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::apps::settings::Effective;
-use crate::apps::{AppRegistry, LoadedApp, Snapshot};
+use crate::apps::{AdminError, AppRegistry, LoadedApp, Snapshot};
 use crate::protocol::summary::SessionSummary;
 use crate::protocol::{self, CallAction, Webhook};
 use crate::runtime::{
@@ -178,6 +178,17 @@ impl IvrService {
         tokio::time::timeout(limit, self.deliveries.until_idle())
             .await
             .is_ok()
+    }
+
+    /// Delete an app (see [`AppRegistry::delete`]) and its key-value store:
+    /// a new app given the same name starts with none of its keys.
+    pub async fn delete_app(&self, name: &str) -> Result<(), AdminError> {
+        self.apps.delete(name).await?;
+        let (kv, app) = (self.kv.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || kv.clear(&app))
+            .await
+            .map_err(|e| AdminError::Internal(anyhow::anyhow!("kv task failed: {e}")))?
+            .map_err(|e| AdminError::Internal(anyhow::anyhow!("deleting the app's keys: {e}")))
     }
 
     /// The apps' key-value stores.

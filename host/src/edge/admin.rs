@@ -73,7 +73,8 @@ impl AdminEdge {
                 Method::PUT => self.deploy(apps, name, request).await,
                 Method::DELETE => to_json(
                     StatusCode::OK,
-                    apps.delete(name)
+                    self.service
+                        .delete_app(name)
                         .await
                         .map(|()| serde_json::json!({ "deleted": name })),
                 ),

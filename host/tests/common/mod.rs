@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod backend;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,10 @@ pub fn guest(package: &str) -> PathBuf {
                 "misbehave",
                 "-p",
                 "wrongworld",
+                "-p",
+                "reach",
+                "-p",
+                "legacy",
             ])
             .output()
             .expect("running cargo to build the guests");
