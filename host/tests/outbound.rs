@@ -187,7 +187,7 @@ fn private_and_metadata_addresses_are_refused_after_dns() {
 #[test]
 fn a_redirect_is_a_new_request_checked_again() {
     let (allowed, other) = (Backend::start(), Backend::start());
-    let host = reach_host(&LOOPBACK, &[allowed.url.clone()], json!({}));
+    let host = reach_host(&LOOPBACK, std::slice::from_ref(&allowed.url), json!({}));
     let (said, session) = ask(
         &host,
         &format!("get {}/redirect?to={}/ok", allowed.url, other.url),
@@ -211,7 +211,7 @@ fn budgets_bound_requests_time_and_size() {
     let a = Backend::start();
     let host = reach_host(
         &LOOPBACK,
-        &[a.url.clone()],
+        std::slice::from_ref(&a.url),
         json!({ "outbound_request_ms": 400, "event_wall_ms": 1500 }),
     );
     // At most 4 requests per event (the default).
@@ -259,7 +259,7 @@ fn budgets_bound_requests_time_and_size() {
 #[test]
 fn a_second_request_to_a_backend_reuses_the_apps_connection() {
     let a = Backend::start();
-    let host = reach_host(&LOOPBACK, &[a.url.clone()], json!({}));
+    let host = reach_host(&LOOPBACK, std::slice::from_ref(&a.url), json!({}));
     for _ in 0..3 {
         let (said, _) = ask(&host, &format!("get {}/ok", a.url));
         assert_eq!(said, "status 200 bytes 5");
