@@ -674,6 +674,56 @@ config = { agent_number = "+6560000000", caller_id = "+6561111111" }
     }
 
     #[test]
+    fn outbound_settings_come_from_the_file_and_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ivr.toml");
+        std::fs::write(
+            &path,
+            r#"
+outbound_private_networks = ["10.20.0.0/16", "127.0.0.1"]
+[apps.bank-menu.settings]
+allowed_outbound_hosts = ["https://*.bank.example", "http://127.0.0.1:9000"]
+outbound_request_ms = 1500
+kv_quota_mib = 4
+"#,
+        )
+        .unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.outbound.private_networks,
+            vec![
+                "10.20.0.0/16".parse::<IpNet>().unwrap(),
+                "127.0.0.1/32".parse().unwrap()
+            ]
+        );
+        let app = &s.app_settings["bank-menu"];
+        assert_eq!(app.http.outbound_request_ms, Some(1500));
+        assert_eq!(app.kv.kv_quota_mib, Some(4));
+        assert_eq!(app.validate(&s.host_limits()), Ok(()));
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            outbound_private_networks: Some(vec![parse_cidr("192.168.0.0/24").unwrap()]),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(s.outbound.private_networks.len(), 1);
+        std::fs::write(&path, "outbound_private_networks = [\"10.0.0.0/33\"]").unwrap();
+        let err = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("outbound_private_networks: \"10.0.0.0/33\" is not a CIDR"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn bad_arguments_are_named() {
         assert!(
             parse_app_source("nofile")

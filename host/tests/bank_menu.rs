@@ -235,3 +235,116 @@ fn a_repeated_delivery_gets_the_first_reply() {
         "the repeat was decided again"
     );
 }
+
+/// A bank host whose balance comes from `balance_url`, allowed `allowed`
+/// (loopback reachable), with the API key secret set.
+fn backed_host(balance_url: &str, allowed: &str, extra: Value) -> Host {
+    let host = Host::start_with_env(
+        &["--outbound-private-networks", "127.0.0.0/8"],
+        &[("IVR_ADMIN_TOKEN", common::TOKEN)],
+    );
+    host.deploy("bank-menu", &guest("bank-menu"));
+    let mut config = json!({ "balance_url": balance_url });
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            config[k] = v.clone();
+        }
+    }
+    let (status, _) = host.admin_call(
+        "PUT",
+        "/apps/bank-menu/config",
+        Some(config.to_string().as_bytes()),
+    );
+    assert_eq!(status, 200);
+    let settings = json!({ "allowed_outbound_hosts": [allowed], "outbound_request_ms": 500 });
+    let (status, body) = host.admin_call(
+        "PUT",
+        "/apps/bank-menu/settings",
+        Some(settings.to_string().as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = host.admin_call(
+        "PUT",
+        "/apps/bank-menu/secrets/balance_api_key",
+        Some(b"bank-key-0042"),
+    );
+    assert_eq!(status, 200);
+    host
+}
+
+/// The balance step's spoken text for account 12345678.
+fn balance_said(host: &Host) -> String {
+    let mut call = Call::new();
+    call.step(host, None);
+    call.step(host, Some("1"));
+    let reply = call.step(host, Some("12345678#"));
+    reply["callflow"][0]["params"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+const NO_BALANCE: &str = "Sorry, we cannot reach your account right now. Please try again later.";
+
+#[test]
+fn the_balance_comes_from_the_backend_with_the_secret_key() {
+    let backend = common::backend::Backend::start();
+    let host = backed_host(&format!("{}/json", backend.url), &backend.url, json!({}));
+    assert_eq!(
+        balance_said(&host),
+        "The balance of the account ending in 5678 is 123 dollars and 45 cents."
+    );
+    let seen = backend.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        ["GET /json?account=12345678 HTTP/1.1 auth=Bearer bank-key-0042"]
+    );
+    assert!(!host.log().contains("bank-key-0042"));
+}
+
+#[test]
+fn a_backend_down_slow_or_denied_gets_a_polite_sorry() {
+    let backend = common::backend::Backend::start();
+    // Down: nothing listens on the port of a backend that is gone.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_url = format!("http://127.0.0.1:{}", gone.local_addr().unwrap().port());
+    drop(gone);
+    for (url, allowed) in [
+        (format!("{gone_url}/json"), gone_url.clone()),
+        (format!("{}/hang", backend.url), backend.url.clone()),
+        (
+            format!("{}/json", backend.url),
+            "https://bank.example".to_owned(),
+        ),
+    ] {
+        let host = backed_host(&url, &allowed, json!({}));
+        assert_eq!(balance_said(&host), NO_BALANCE, "{url}");
+        assert!(host.log().contains("balance backend: "), "{}", host.log());
+    }
+}
+
+#[test]
+fn a_returning_caller_is_welcomed_back() {
+    let backend = common::backend::Backend::start();
+    let host = backed_host(
+        &format!("{}/json", backend.url),
+        &backend.url,
+        json!({ "greet_returning_callers": "true" }),
+    );
+    let first = Call::new().step(&host, None);
+    assert!(
+        first["callflow"][0]["params"]["promptMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("Welcome to Example Bank. "),
+        "{first}"
+    );
+    let again = Call::new().step(&host, None);
+    assert!(
+        again["callflow"][0]["params"]["promptMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("Welcome back to Example Bank. "),
+        "{again}"
+    );
+}

@@ -6,19 +6,31 @@
 //!
 //! The balance asks for a 4–8 digit account number ended with `#`, keeps it
 //! in the call's state (so asking again in the same call skips the question),
-//! and reads back a balance derived from the number. The transfer dials the
-//! app configuration's `agent_number` with `caller_id` as the caller id.
+//! and reads back the balance: from the bank's backend when the
+//! configuration names one (`balance_url`; the request carries the secret
+//! `balance_api_key` as a bearer token, and a backend that is down, slow or
+//! not allowed gets a polite sorry), else derived from the number. The
+//! transfer dials the app configuration's `agent_number` with `caller_id`
+//! as the caller id.
+//!
+//! With `greet_returning_callers = true` in the configuration, the app
+//! counts each caller's calls in its key-value store and welcomes back a
+//! caller who called before.
 //!
 //! The menu position and the try count travel in the reply's
 //! `client_action_id`: `main-N` and `account-N` (N = the try, 1..=3), and
 //! `transfer` once the caller is being connected.
 
-use ivr_sdk::{CallEvent, Error, IvrApp, MakeCall, Reply, SayAndCapture, config, log, state};
+use ivr_sdk::{
+    CallEvent, Error, IvrApp, MakeCall, Reply, SayAndCapture, config, http, kv, log, secrets, state,
+};
 
 /// Tries allowed for each question before the app says goodbye.
 const MAX_TRIES: u32 = 3;
 
 const WELCOME: &str = "Welcome to Example Bank.";
+const WELCOME_BACK: &str = "Welcome back to Example Bank.";
+const NO_BALANCE: &str = "Sorry, we cannot reach your account right now. Please try again later.";
 const MENU: &str = "For your account balance, press 1. To speak to an agent, press 2. \
                     To hear these options again, press 3. To end the call, press 0.";
 const NOT_VALID_CHOICE: &str = "Sorry, that is not a valid choice.";
@@ -73,7 +85,7 @@ impl IvrApp for BankMenu {
             .map(|d| d.trim_end_matches('#'))
             .filter(|d| !d.is_empty());
         Ok(match Position::of(event) {
-            Position::Start => main_menu(1, WELCOME),
+            Position::Start => main_menu(1, welcome(event)),
             Position::Main { attempt } => match digits {
                 Some("1") => balance_or_ask(),
                 Some("2") => transfer(),
@@ -92,6 +104,22 @@ impl IvrApp for BankMenu {
             },
             Position::Transfer => goodbye(GOODBYE),
         })
+    }
+}
+
+/// The greeting: a returning caller is welcomed back when the app is
+/// configured to remember callers (in its key-value store, across calls).
+fn welcome(event: &CallEvent) -> &'static str {
+    if config::get("greet_returning_callers").as_deref() != Some("true") {
+        return WELCOME;
+    }
+    match kv::increment(&format!("calls:{}", event.caller_number()), 1) {
+        Ok(calls) if calls > 1 => WELCOME_BACK,
+        Ok(_) => WELCOME,
+        Err(err) => {
+            log::warn(&format!("could not count the caller's calls: {err}"));
+            WELCOME
+        }
     }
 }
 
@@ -132,17 +160,44 @@ fn balance_or_ask() -> Reply {
 }
 
 fn balance(number: &str) -> Reply {
-    let cents = balance_cents(number);
-    let ending = &number[number.len() - 4..];
-    let text = format!(
-        "The balance of the account ending in {ending} is {} dollars and {} cents.",
-        cents / 100,
-        cents % 100
-    );
+    let text = match config::get("balance_url") {
+        None => balance_text(number, balance_cents(number)),
+        Some(url) => match fetch_balance(&url, number) {
+            Ok(cents) => balance_text(number, cents),
+            Err(err) => {
+                log::warn(&format!("balance backend: {err}"));
+                NO_BALANCE.to_owned()
+            }
+        },
+    };
     Reply::new()
         .client_action_id("main-1")
         .say(text)
         .capture(SayAndCapture::new(MENU))
+}
+
+fn balance_text(number: &str, cents: u64) -> String {
+    let ending = &number[number.len() - 4..];
+    format!(
+        "The balance of the account ending in {ending} is {} dollars and {} cents.",
+        cents / 100,
+        cents % 100
+    )
+}
+
+/// The balance from the bank's backend: `GET {url}?account=N` answering
+/// `{"cents": N}`, with the secret `balance_api_key` as a bearer token.
+fn fetch_balance(url: &str, number: &str) -> Result<u64, http::Error> {
+    #[derive(serde::Deserialize)]
+    struct Balance {
+        cents: u64,
+    }
+    let mut request = http::Request::get(&format!("{url}?account={number}"));
+    if let Some(key) = secrets::get("balance_api_key") {
+        request = request.header("authorization", &format!("Bearer {key}"));
+    }
+    let balance: Balance = request.send()?.json()?;
+    Ok(balance.cents)
 }
 
 fn transfer() -> Reply {

@@ -24,7 +24,8 @@ pub struct Backend {
     pub connections: Arc<AtomicUsize>,
     /// Requests answered or started so far.
     pub requests: Arc<AtomicUsize>,
-    /// The request lines received (`GET /path?query HTTP/1.1`).
+    /// The requests received: the request line (`GET /path?query HTTP/1.1`),
+    /// then ` auth=VALUE` when an `Authorization` header came with it.
     pub seen: Arc<Mutex<Vec<String>>>,
 }
 
@@ -78,7 +79,8 @@ fn serve(stream: TcpStream, requests: &AtomicUsize, seen: &Mutex<Vec<String>>) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        let line = line.trim_end().to_owned();
+        let mut line = line.trim_end().to_owned();
+        let request_line = line.clone();
         let mut length = 0usize;
         loop {
             let mut header = String::new();
@@ -89,10 +91,12 @@ fn serve(stream: TcpStream, requests: &AtomicUsize, seen: &Mutex<Vec<String>>) {
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("authorization") {
+                    line.push_str(&format!(" auth={}", value.trim()));
+                }
             }
         }
         let mut body = vec![0; length];
@@ -101,7 +105,11 @@ fn serve(stream: TcpStream, requests: &AtomicUsize, seen: &Mutex<Vec<String>>) {
         }
         requests.fetch_add(1, Ordering::SeqCst);
         seen.lock().unwrap().push(line.clone());
-        let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let target = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_owned();
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let (status, extra, payload): (&str, String, Vec<u8>) = match path {
             "/ok" => ("200 OK", String::new(), b"hello".to_vec()),
