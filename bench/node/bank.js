@@ -2,6 +2,8 @@
 // write webhook servers: C1 with Express, C2 with Node's plain http module.
 // Same decisions, same validation rules checked, byte-identical replies.
 //   node bank.js express|http PORT
+// With BALANCE_URL set (and BALANCE_API_KEY), the balance comes from that
+// backend with Node's fetch, as examples/bank-menu does with `balance_url`.
 'use strict';
 
 const VOICE = 'en-US-ZiraRUS';
@@ -16,6 +18,9 @@ const TOO_MANY_TRIES = 'Sorry, we could not understand your choice. Goodbye.';
 const CONNECTING = 'Please hold while we connect you to an agent.';
 const AGENT = '+6560002222';
 const CALLER_ID = '+6561110000';
+const NO_BALANCE = 'Sorry, we cannot reach your account right now. Please try again later.';
+const BALANCE_URL = process.env.BALANCE_URL;
+const BALANCE_API_KEY = process.env.BALANCE_API_KEY;
 
 const calls = new Map();
 
@@ -33,13 +38,31 @@ const askAccount = (attempt, preamble) => ({ clientActionId: `account-${attempt}
 const goodbye = (text) => ({ callflow: [say(text), { action: 'hangup' }] });
 const isAccount = (d) => /^[0-9]{4,8}$/.test(d);
 
-function balance(number) {
+function derivedCents(number) {
   let hash = 0xcbf29ce484222325n;
   for (const b of Buffer.from(number)) {
     hash = ((hash ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
   }
-  const cents = hash % 100000000n;
-  const text = `The balance of the account ending in ${number.slice(-4)} is ${cents / 100n} dollars and ${cents % 100n} cents.`;
+  return hash % 100000000n;
+}
+
+// The backend's `{"cents": N}`, fetched as examples/bank-menu does (2 s budget).
+async function fetchedCents(number) {
+  const headers = BALANCE_API_KEY ? { authorization: `Bearer ${BALANCE_API_KEY}` } : {};
+  const response = await fetch(`${BALANCE_URL}?account=${number}`, { headers, signal: AbortSignal.timeout(2000) });
+  if (!response.ok) throw new Error(`status ${response.status}`);
+  const body = await response.json();
+  return BigInt(body.cents);
+}
+
+async function balance(number) {
+  let text;
+  try {
+    const cents = BALANCE_URL ? await fetchedCents(number) : derivedCents(number);
+    text = `The balance of the account ending in ${number.slice(-4)} is ${cents / 100n} dollars and ${cents % 100n} cents.`;
+  } catch (e) {
+    text = NO_BALANCE;
+  }
   return { clientActionId: 'main-1', callflow: [say(text), capture(MENU, 1, 1, false, 10000)] };
 }
 
@@ -51,7 +74,7 @@ function attemptOf(id, prefix) {
   return n >= 1 && n <= MAX_TRIES ? n : null;
 }
 
-function decide(p, state) {
+async function decide(p, state) {
   let dtmf = null;
   if (typeof p.eventData === 'string') dtmf = p.eventData;
   else if (p.eventData && p.eventData.dtmf != null) dtmf = String(p.eventData.dtmf);
@@ -85,7 +108,7 @@ function valid(reply) {
   });
 }
 
-function answer(body) {
+async function answer(body) {
   let event;
   try { event = JSON.parse(body); } catch (e) { return [400, JSON.stringify({ error: 'invalid webhook', detail: 'body is not valid JSON' })]; }
   if (!event || typeof event !== 'object' || Array.isArray(event)) return [400, JSON.stringify({ error: 'invalid webhook', detail: 'body must be a JSON object' })];
@@ -94,7 +117,7 @@ function answer(body) {
   if (!p || typeof p.sessionId !== 'string' || !p.sessionId) return [400, JSON.stringify({ error: 'invalid webhook', detail: 'payload.sessionId is missing' })];
   let state = calls.get(p.sessionId);
   if (!state) { state = {}; calls.set(p.sessionId, state); }
-  const reply = decide(p, state);
+  const reply = await decide(p, state);
   if (!valid(reply)) return [500, '{}'];
   return [200, JSON.stringify(reply)];
 }
@@ -105,8 +128,8 @@ if (kind === 'express') {
   const express = require('express');
   const app = express();
   app.use(express.text({ type: '*/*', limit: '64kb' }));
-  app.post('/webhooks/vca', (req, res) => {
-    const [status, body] = answer(req.body);
+  app.post('/webhooks/vca', async (req, res) => {
+    const [status, body] = await answer(req.body);
     res.status(status).type('application/json').send(body);
   });
   const server = app.listen(port, '127.0.0.1', () => ready(server));
@@ -116,8 +139,8 @@ if (kind === 'express') {
     const chunks = [];
     let size = 0;
     req.on('data', (c) => { size += c.length; if (size <= 65536) chunks.push(c); });
-    req.on('end', () => {
-      const [status, body] = size > 65536 ? [413, '{}'] : answer(Buffer.concat(chunks).toString('utf8'));
+    req.on('end', async () => {
+      const [status, body] = size > 65536 ? [413, '{}'] : await answer(Buffer.concat(chunks).toString('utf8'));
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
     });

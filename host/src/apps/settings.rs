@@ -249,6 +249,46 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_is_known_by_name() {
+        let all = AppSettings {
+            guest_time_ms: Some(1),
+            guest_memory_mib: Some(1),
+            reply_kib: Some(1),
+            reply_actions: Some(1),
+            max_concurrent: Some(1),
+            warm_instance_events: Some(1),
+            fallback: Some(Callflow::apology()),
+            log: LogSettings {
+                log_kib: Some(1),
+                log_lines: Some(1),
+            },
+            http: HttpSettings {
+                allowed_outbound_hosts: Some(vec![]),
+                outbound_requests: Some(1),
+                outbound_connect_ms: Some(1),
+                outbound_request_ms: Some(1),
+                outbound_response_kib: Some(1),
+                event_wall_ms: Some(1),
+            },
+            kv: KvSettings {
+                kv_quota_mib: Some(1),
+            },
+            unknown: BTreeMap::new(),
+        };
+        let json = serde_json::to_value(&all).unwrap();
+        let mut names: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut known = KNOWN_SETTINGS.to_vec();
+        names.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(names, known);
+    }
+
+    #[test]
     fn an_unknown_setting_is_named() {
         let err = parse(r#"{"guest_tme_ms":30}"#)
             .validate(&host())

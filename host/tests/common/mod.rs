@@ -85,6 +85,41 @@ pub fn misbehave_host(dir: &Path) -> Host {
     host
 }
 
+/// The JavaScript test app (`tests/guests/js-fetch`) built with
+/// componentize-js's defaults (npm's registry; Node.js from tests/setup.sh),
+/// once per test process.
+pub fn js_guest() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = workspace().join("tests/guests/js-fetch");
+            let out = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace().join("target"))
+                .join("js-fetch.wasm");
+            for (program, args) in [
+                ("npm", vec!["ci", "--no-audit", "--no-fund"]),
+                ("node", vec!["build.mjs", out.to_str().expect("UTF-8 path")]),
+            ] {
+                let output = Command::new(program)
+                    .args(&args)
+                    .current_dir(&dir)
+                    .output()
+                    .unwrap_or_else(|e| {
+                        panic!("running {program} (tests/setup.sh installs it): {e}")
+                    });
+                assert!(
+                    output.status.success(),
+                    "{program} {args:?} failed:\n{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            out
+        })
+        .clone()
+}
+
 /// A running `ivr-host serve` process.
 pub struct Host {
     child: Child,
