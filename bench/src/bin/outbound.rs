@@ -121,6 +121,8 @@ fn balance_event(n: u64) -> String {
 
 const EXPECTED_TEXT: &str =
     "The balance of the account ending in 5678 is 123 dollars and 45 cents.";
+/// The guest's own derivation for 12345678 (no backend): the start of its text.
+const DERIVED_TEXT: &str = "The balance of the account ending in 5678 is ";
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -142,7 +144,12 @@ struct Measured {
 }
 
 /// `callers` closed-loop callers for [`SECS`], each event a new call's balance step.
-async fn load(server: &Server, callers: usize, base: u64) -> anyhow::Result<Measured> {
+async fn load(
+    server: &Server,
+    callers: usize,
+    base: u64,
+    expected: &'static str,
+) -> anyhow::Result<Measured> {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(callers)
         .build_http();
@@ -160,7 +167,7 @@ async fn load(server: &Server, callers: usize, base: u64) -> anyhow::Result<Meas
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
                 match post(&client, &url, balance_event(n)).await {
-                    Ok((200, body)) if String::from_utf8_lossy(&body).contains(EXPECTED_TEXT) => {}
+                    Ok((200, body)) if String::from_utf8_lossy(&body).contains(expected) => {}
                     _ => {
                         wrong.fetch_add(1, Ordering::Relaxed);
                     }
@@ -209,7 +216,8 @@ fn ivr_host(data: &std::path::Path, balance_url: &str) -> anyhow::Result<Server>
     let admin = server.admin.clone().context("no admin address")?;
     let auth = format!("Bearer {TOKEN}");
     let origin = balance_url.split("/balance").next().unwrap_or(balance_url);
-    let settings = json!({ "allowed_outbound_hosts": [origin], "max_concurrent": 560 });
+    let hosts: Vec<&str> = Some(origin).filter(|o| !o.is_empty()).into_iter().collect();
+    let settings = json!({ "allowed_outbound_hosts": hosts, "max_concurrent": 560 });
     let (status, body) = ivr_bench::http(
         "PUT",
         &format!("{admin}/apps/bank-menu/settings"),
@@ -289,6 +297,17 @@ async fn main() -> anyhow::Result<()> {
     println!("| server | backend delay | callers | events/s | CPU µs/event | p50 | p99 | wrong |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut base = 0;
+    // The same event without a backend (the balance derived in the guest):
+    // what the request itself costs, side by side.
+    {
+        let server = ivr_host(&data.path().join("no-backend"), "")?;
+        base += 10_000_000;
+        let m = load(&server, 64, base, DERIVED_TEXT).await?;
+        println!(
+            "| A: ivr-host, no backend (balance derived in the app) | — | 64 | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {} |",
+            m.events_per_sec, m.cpu_us, m.p50_ms, m.p99_ms, m.wrong
+        );
+    }
     let mut reuse = None;
     for (delay, callers) in [(0u64, 64usize), (50, 512)] {
         let balance_url = format!("http://127.0.0.1:{}/balance/{delay}", backend.port());
@@ -301,7 +320,7 @@ async fn main() -> anyhow::Result<()> {
         ];
         for (name, server) in &servers {
             base += 10_000_000;
-            let m = load(server, callers, base).await?;
+            let m = load(server, callers, base, EXPECTED_TEXT).await?;
             println!(
                 "| {name} | {delay} ms | {callers} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {} |",
                 m.events_per_sec, m.cpu_us, m.p50_ms, m.p99_ms, m.wrong
