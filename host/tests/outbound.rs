@@ -49,6 +49,14 @@ fn outbound_of(host: &Host, session: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Why the event's first outbound request failed, from the call's trace.
+fn first_error(host: &Host, session: &str) -> String {
+    outbound_of(host, session)[0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 const LOOPBACK: [&str; 2] = ["--outbound-private-networks", "127.0.0.0/8"];
 
 #[test]
@@ -76,14 +84,8 @@ fn the_allowlist_decides_by_scheme_host_port_and_wildcard() {
     assert_eq!(said, "status 200 bytes 5");
     let (said, session) = ask(&host, &format!("get http://127.0.0.1:{}/ok", b.port));
     assert!(said.starts_with("error denied by allowlist"), "{said}");
-    let records = outbound_of(&host, &session);
-    assert!(
-        records[0]["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("denied: http://127.0.0.1:"),
-        "{records:?}"
-    );
+    let error = first_error(&host, &session);
+    assert!(error.starts_with("denied: http://127.0.0.1:"), "{error}");
     assert!(host.log().contains("refused: denied"), "{}", host.log());
 
     // Scheme and port must match too.
@@ -99,11 +101,8 @@ fn the_allowlist_decides_by_scheme_host_port_and_wildcard() {
         &format!("get http://api.ivr-test.invalid:{}/ok", c.port),
     );
     assert!(said.starts_with("error network error"), "{said}");
-    let records = outbound_of(&host, &session);
-    assert!(
-        records[0]["error"].as_str().unwrap().contains("DNS lookup"),
-        "{records:?}"
-    );
+    let error = first_error(&host, &session);
+    assert!(error.contains("DNS lookup"), "{error}");
     let (said, _) = ask(
         &host,
         &format!("get http://a.b.ivr-test.invalid:{}/ok", c.port),
@@ -154,8 +153,7 @@ fn private_and_metadata_addresses_are_refused_after_dns() {
             said, "error denied by allowlist: the address is not one apps may reach",
             "{url}"
         );
-        let records = outbound_of(&host, &session);
-        let error = records[0]["error"].as_str().unwrap();
+        let error = first_error(&host, &session);
         assert!(
             error.contains("is loopback") && error.contains("outbound_private_networks"),
             "{error}"
@@ -174,14 +172,8 @@ fn private_and_metadata_addresses_are_refused_after_dns() {
     assert_eq!(said, "status 200 bytes 5");
     let (said, session) = ask(&host, "get http://169.254.169.254/latest/meta-data");
     assert!(said.starts_with("error denied by allowlist"), "{said}");
-    let records = outbound_of(&host, &session);
-    assert!(
-        records[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("never allowed"),
-        "{records:?}"
-    );
+    let error = first_error(&host, &session);
+    assert!(error.contains("never allowed"), "{error}");
 }
 
 #[test]
@@ -225,20 +217,13 @@ fn budgets_bound_requests_time_and_size() {
     let (said, session) = ask(&host, &format!("get {}/hang", a.url));
     assert_eq!(said, "error timeout");
     assert!(started.elapsed() < Duration::from_millis(1200));
-    let records = outbound_of(&host, &session);
-    assert!(records[0]["error"].as_str().unwrap().starts_with("timeout"));
+    assert!(first_error(&host, &session).starts_with("timeout"));
 
     // A 5 MiB body is over the 1 MiB default.
     let (said, session) = ask(&host, &format!("get {}/big", a.url));
     assert_eq!(said, "error body too large");
-    let records = outbound_of(&host, &session);
-    assert!(
-        records[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("response body too large"),
-        "{records:?}"
-    );
+    let error = first_error(&host, &session);
+    assert!(error.contains("response body too large"), "{error}");
 
     // The whole event's wall-clock budget: past it, the fallback.
     let (said, session) = ask(&host, &format!("getn 4 {}/slow/390", a.url));

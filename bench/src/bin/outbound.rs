@@ -213,26 +213,26 @@ fn ivr_host(data: &std::path::Path, balance_url: &str) -> anyhow::Result<Server>
         .env("IVR_ADMIN_TOKEN", TOKEN)
         .env("IVR_LOG", "error");
     let server = start(command)?;
-    let admin = server.admin.clone().context("no admin address")?;
-    let auth = format!("Bearer {TOKEN}");
     let origin = balance_url.split("/balance").next().unwrap_or(balance_url);
     let hosts: Vec<&str> = Some(origin).filter(|o| !o.is_empty()).into_iter().collect();
     let settings = json!({ "allowed_outbound_hosts": hosts, "max_concurrent": 560 });
-    let (status, body) = ivr_bench::http(
-        "PUT",
-        &format!("{admin}/apps/bank-menu/settings"),
-        Some(settings.to_string().as_bytes()),
-        &[("authorization", &auth)],
-    )?;
-    ensure!(status == 200, "settings: {status} {body}");
-    let (status, body) = ivr_bench::http(
-        "PUT",
-        &format!("{admin}/apps/bank-menu/secrets/balance_api_key"),
-        Some(BACKEND_KEY.as_bytes()),
-        &[("authorization", &auth)],
-    )?;
-    ensure!(status == 200, "secret: {status} {body}");
+    admin_put(&server, "settings", settings.to_string().as_bytes())?;
+    admin_put(&server, "secrets/balance_api_key", BACKEND_KEY.as_bytes())?;
     Ok(server)
+}
+
+/// `PUT /apps/bank-menu/{what}` on A's admin API.
+fn admin_put(server: &Server, what: &str, body: &[u8]) -> anyhow::Result<()> {
+    let admin = server.admin.as_deref().context("no admin address")?;
+    let auth = format!("Bearer {TOKEN}");
+    let (status, answer) = ivr_bench::http(
+        "PUT",
+        &format!("{admin}/apps/bank-menu/{what}"),
+        Some(body),
+        &[("authorization", &auth)],
+    )?;
+    ensure!(status == 200, "{what}: {status} {answer}");
+    Ok(())
 }
 
 fn node(balance_url: &str) -> anyhow::Result<Server> {
@@ -254,20 +254,12 @@ async fn first_and_second(
 ) -> anyhow::Result<(f64, f64)> {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let url = format!("{}/webhooks/vca", server.webhooks);
-    let admin = server.admin.clone().context("no admin address")?;
-    let auth = format!("Bearer {TOKEN}");
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         // Alternating the request budget makes each round's settings new.
         let settings = json!({ "allowed_outbound_hosts": [origin], "max_concurrent": 560,
                                "outbound_request_ms": 2000 + round % 2 });
-        let (status, body) = ivr_bench::http(
-            "PUT",
-            &format!("{admin}/apps/bank-menu/settings"),
-            Some(settings.to_string().as_bytes()),
-            &[("authorization", &auth)],
-        )?;
-        ensure!(status == 200, "settings: {status} {body}");
+        admin_put(server, "settings", settings.to_string().as_bytes())?;
         for (k, samples) in [&mut first, &mut second].into_iter().enumerate() {
             let started = Instant::now();
             let (status, _) = post(
