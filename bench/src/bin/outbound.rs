@@ -168,8 +168,16 @@ async fn load(
                 let started = Instant::now();
                 match post(&client, &url, balance_event(n)).await {
                     Ok((200, body)) if String::from_utf8_lossy(&body).contains(expected) => {}
-                    _ => {
-                        wrong.fetch_add(1, Ordering::Relaxed);
+                    other => {
+                        if wrong.fetch_add(1, Ordering::Relaxed) == 0 {
+                            match other {
+                                Ok((status, body)) => eprintln!(
+                                    "first wrong answer: {status} {}",
+                                    String::from_utf8_lossy(&body)
+                                ),
+                                Err(err) => eprintln!("first wrong answer: {err:#}"),
+                            }
+                        }
                     }
                 }
                 let _ = histogram.record(started.elapsed().as_micros() as u64);
@@ -200,10 +208,14 @@ fn ivr_host(data: &std::path::Path, balance_url: &str) -> anyhow::Result<Server>
         .arg(data)
         .arg("--app")
         .arg(format!("bank-menu={}", component.display()))
-        .args([
-            "--app-config",
-            &format!("bank-menu.balance_url={balance_url}"),
-        ])
+        .args(if balance_url.is_empty() {
+            vec![]
+        } else {
+            vec![
+                "--app-config".to_owned(),
+                format!("bank-menu.balance_url={balance_url}"),
+            ]
+        })
         .args([
             "--outbound-private-networks",
             "127.0.0.1",
