@@ -302,8 +302,8 @@ impl IvrService {
         };
         if let Some(app) = app {
             let limits = snapshot.effective(&app.name);
-            let call =
-                self.event_context(&snapshot, &app, &limits, &session_id, RequestLog::default());
+            let requests = RequestLog::default();
+            let call = self.event_context(&snapshot, &app, &limits, &session_id, requests.clone());
             record.app = Some(app.name.to_string());
             record.version = Some(app.version);
             let result = self
@@ -319,11 +319,10 @@ impl IvrService {
                 )
                 .await
                 .and_then(|outcome| outcome.result);
+            let secrets = snapshot.secrets(&app.name);
+            record.outbound = outbound_trace(&requests, &secrets);
             if let Err(fault) = result {
-                let shown = snapshot
-                    .secrets(&app.name)
-                    .mask(&fault.to_string())
-                    .into_owned();
+                let shown = secrets.mask(&fault.to_string()).into_owned();
                 tracing::warn!(app = %app.name, version = app.version, session = %session_id, kind = fault.kind(), "the session summary handler failed: {shown}");
                 record.fault_kind = Some(fault.kind().to_owned());
                 record.fault = Some(shown);
