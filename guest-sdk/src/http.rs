@@ -25,10 +25,14 @@
 //! # Ok::<(), ivr_sdk::http::Error>(())
 //! ```
 
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::wasi::http::outgoing_handler;
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::wasi::http::types::{
-    self as wasi, ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
+    self as wasi, ErrorCode, Fields, IncomingBody, OutgoingBody, OutgoingRequest,
 };
+use crate::bindings::wasi::http::types::{Method, Scheme};
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::wasi::io::streams::StreamError;
 
 /// Why a request failed.
@@ -73,6 +77,7 @@ impl From<Error> for crate::Error {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 fn from_code(code: &ErrorCode) -> Error {
     match code {
         ErrorCode::HttpRequestDenied => Error::Denied("the host is not allowed".into()),
@@ -176,6 +181,26 @@ impl Request {
         )))
     }
 
+    /// Natively (tests): answered by [`crate::testing`]'s scripted responses.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn send_once(&self) -> Result<Response, Error> {
+        Target::parse(&self.url)?;
+        let method = match &self.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+            Method::Other(other) => other.as_str(),
+        };
+        crate::testing::fetch(method, &self.url, &self.headers, self.body.as_deref())
+    }
+
+    #[cfg(target_arch = "wasm32")]
     fn send_once(&self) -> Result<Response, Error> {
         let target = Target::parse(&self.url)?;
         let headers = Fields::from_list(&self.headers)
@@ -219,6 +244,7 @@ impl Request {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 fn write_body(outgoing: OutgoingBody, body: Option<&[u8]>) -> Result<(), Error> {
     if let Some(bytes) = body {
         let stream = outgoing
@@ -234,6 +260,7 @@ fn write_body(outgoing: OutgoingBody, body: Option<&[u8]>) -> Result<(), Error> 
     OutgoingBody::finish(outgoing, None).map_err(|code| from_code(&code))
 }
 
+#[cfg(target_arch = "wasm32")]
 fn read_body(body: &IncomingBody) -> Result<Vec<u8>, Error> {
     let stream = body
         .stream()
@@ -249,6 +276,7 @@ fn read_body(body: &IncomingBody) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
+#[cfg(target_arch = "wasm32")]
 fn stream_error(err: &StreamError) -> Error {
     match err {
         StreamError::LastOperationFailed(io) => match wasi::http_error_code(io) {
@@ -285,7 +313,8 @@ fn resolve_location(base: &str, location: &str) -> String {
     format!("{scheme}://{authority}{dir}/{location}")
 }
 
-/// A URL taken apart as wasi:http wants it.
+/// A URL taken apart as wasi:http wants it (natively only checked).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Target {
     scheme: Scheme,
     authority: String,
@@ -329,6 +358,16 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response [`crate::testing`] scripted.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn scripted(status: u16, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
     /// The status code.
     pub fn status(&self) -> u16 {
         self.status

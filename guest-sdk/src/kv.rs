@@ -69,6 +69,9 @@ impl From<Error> for crate::Error {
 /// # Ok::<(), ivr_sdk::kv::Error>(())
 /// ```
 pub fn get(key: &str) -> Result<Option<String>, Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::testing::kv::get(key);
+    #[cfg(target_arch = "wasm32")]
     Ok(host::get(key)?)
 }
 
@@ -79,6 +82,9 @@ pub fn get(key: &str) -> Result<Option<String>, Error> {
 /// # Ok::<(), ivr_sdk::kv::Error>(())
 /// ```
 pub fn set(key: &str, value: &str) -> Result<(), Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::testing::kv::set(key, value, None);
+    #[cfg(target_arch = "wasm32")]
     Ok(host::set(key, value, None)?)
 }
 
@@ -89,6 +95,9 @@ pub fn set(key: &str, value: &str) -> Result<(), Error> {
 /// # Ok::<(), ivr_sdk::kv::Error>(())
 /// ```
 pub fn set_with_ttl(key: &str, value: &str, ttl_seconds: u32) -> Result<(), Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::testing::kv::set(key, value, Some(ttl_seconds));
+    #[cfg(target_arch = "wasm32")]
     Ok(host::set(key, value, Some(ttl_seconds))?)
 }
 
@@ -99,6 +108,9 @@ pub fn set_with_ttl(key: &str, value: &str, ttl_seconds: u32) -> Result<(), Erro
 /// # Ok::<(), ivr_sdk::kv::Error>(())
 /// ```
 pub fn delete(key: &str) -> Result<(), Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::testing::kv::delete(key);
+    #[cfg(target_arch = "wasm32")]
     Ok(host::delete(key)?)
 }
 
@@ -110,5 +122,8 @@ pub fn delete(key: &str) -> Result<(), Error> {
 /// # Ok::<(), ivr_sdk::kv::Error>(())
 /// ```
 pub fn increment(key: &str, delta: i64) -> Result<i64, Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::testing::kv::increment(key, delta);
+    #[cfg(target_arch = "wasm32")]
     Ok(host::increment(key, delta)?)
 }

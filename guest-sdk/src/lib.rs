@@ -28,12 +28,17 @@
 //! back); across calls, in its [`kv`] store. Operator settings come from
 //! [`config`], keys and passwords from [`secrets`]; diagnostics go to
 //! [`log`]. [`http`] reaches the backends the operator allows.
+//!
+//! Test an app with plain `cargo test`, natively: [`testing`] runs its
+//! handler through whole calls with every import served in memory.
 
 mod actions;
 mod event;
 pub mod http;
 pub mod kv;
 mod reply;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 pub use actions::{Action, DEFAULT_VOICE, MakeCall, PlayFile, Say, SayAndCapture};
 pub use event::{CallDirection, CallEvent, CallStatus, CallType};
@@ -172,6 +177,7 @@ macro_rules! export {
 /// ivr_sdk::state::delete("account");
 /// ```
 pub mod state {
+    #[cfg(target_arch = "wasm32")]
     use crate::bindings::ivr::app::state as host;
 
     /// The value stored under `key` for this call, if any.
@@ -180,6 +186,9 @@ pub mod state {
     /// let account = ivr_sdk::state::get("account");
     /// ```
     pub fn get(key: &str) -> Option<String> {
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with(|env| env.state.get(key).cloned());
+        #[cfg(target_arch = "wasm32")]
         host::get(key)
     }
 
@@ -189,6 +198,11 @@ pub mod state {
     /// ivr_sdk::state::set("account", "12345678");
     /// ```
     pub fn set(key: &str, value: &str) {
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with(|env| {
+            env.state.insert(key.to_owned(), value.to_owned());
+        });
+        #[cfg(target_arch = "wasm32")]
         host::set(key, value)
     }
 
@@ -198,6 +212,11 @@ pub mod state {
     /// ivr_sdk::state::delete("account");
     /// ```
     pub fn delete(key: &str) {
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with(|env| {
+            env.state.remove(key);
+        });
+        #[cfg(target_arch = "wasm32")]
         host::delete(key)
     }
 }
@@ -217,6 +236,9 @@ pub mod config {
     /// }
     /// ```
     pub fn get(key: &str) -> Option<String> {
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with(|env| env.config.get(key).cloned());
+        #[cfg(target_arch = "wasm32")]
         crate::bindings::ivr::app::config::get(key)
     }
 }
@@ -238,6 +260,9 @@ pub mod secrets {
     /// }
     /// ```
     pub fn get(key: &str) -> Option<String> {
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with(|env| env.secrets.get(key).cloned());
+        #[cfg(target_arch = "wasm32")]
         crate::bindings::ivr::app::secrets::get(key)
     }
 }
@@ -249,8 +274,14 @@ pub mod secrets {
 /// ivr_sdk::log::warn(&format!("unexpected digits {:?}", "9"));
 /// ```
 pub mod log {
-    use crate::bindings::ivr::app::log::log;
     use crate::wit::Level;
+
+    fn log(level: Level, message: &str) {
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::log(level, message);
+        #[cfg(target_arch = "wasm32")]
+        crate::bindings::ivr::app::log::log(level, message);
+    }
 
     /// Log at trace level.
     ///

@@ -99,6 +99,66 @@ impl Reply {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+impl Reply {
+    /// Check the reply against the rules the host applies before it leaves
+    /// (the same code, from `ivr-protocol`, with the host's default limits):
+    /// the rule broken, if any. Native only (for tests).
+    ///
+    /// ```
+    /// use ivr_sdk::Reply;
+    /// assert!(Reply::new().say("Hello.").hangup().check().is_ok());
+    /// let err = Reply::new().hangup().say("After the hangup.").check().unwrap_err();
+    /// assert!(err.contains("hangup"), "{err}");
+    /// ```
+    pub fn check(&self) -> Result<(), String> {
+        use ivr_protocol::callflow as wire;
+        let callflow = wire::Callflow {
+            client_action_id: self.client_action_id.clone(),
+            callflow: self
+                .actions
+                .iter()
+                .map(|action| match action.clone() {
+                    Action::MakeCall(a) => wire::Action::MakeCall(wire::MakeCall {
+                        source: a.source,
+                        destination: a.destination,
+                        call_recording: a.call_recording,
+                    }),
+                    Action::Say(a) => wire::Action::Say(wire::Say {
+                        text: a.text,
+                        voice_profile: a.voice_profile,
+                        repetition: a.repetition,
+                        speed: a.speed,
+                        language: a.language,
+                    }),
+                    Action::SayAndCapture(a) => wire::Action::SayAndCapture(wire::SayAndCapture {
+                        prompt_message: a.prompt_message,
+                        voice_profile: a.voice_profile,
+                        speed: a.speed,
+                        repetition: a.repetition,
+                        min_digits: Some(a.min_digits),
+                        max_digits: Some(a.max_digits),
+                        digit_timeout: Some(a.digit_timeout_ms),
+                        overall_timeout: Some(a.overall_timeout_ms),
+                        complete_on_hash: Some(a.complete_on_hash),
+                        no_of_tries: Some(a.no_of_tries),
+                        success_message: a.success_message,
+                        failure_message: a.failure_message,
+                    }),
+                    Action::PlayFile(a) => wire::Action::PlayFile(wire::PlayFile {
+                        file_url: a.file_url,
+                        repetition: a.repetition,
+                    }),
+                    Action::Hangup => wire::Action::Hangup,
+                })
+                .collect(),
+        };
+        let limits = ivr_protocol::ReplyLimits::default();
+        ivr_protocol::validate(&callflow, &limits).map_err(|rule| rule.to_string())?;
+        ivr_protocol::check_size(&callflow.to_json(), &limits).map_err(|rule| rule.to_string())
+    }
+}
+
 impl From<Action> for Reply {
     fn from(action: Action) -> Self {
         Reply::new().then(action)

@@ -234,7 +234,125 @@ ivr_sdk::export!(BankMenu);
 
 #[cfg(test)]
 mod tests {
+    //! Every branch of the menu, natively: `cargo test -p bank-menu`.
     use super::*;
+    use ivr_sdk::testing::{self, Call};
+
+    fn new_call() -> Call<BankMenu> {
+        testing::reset();
+        testing::config("agent_number", "+6560002222");
+        testing::config("caller_id", "+6561110000");
+        Call::start()
+    }
+
+    #[test]
+    fn the_balance_is_asked_once_per_call_then_read_from_state() {
+        let mut call = new_call();
+        call.hears(WELCOME).hears(MENU);
+        call.press("1").hears(ACCOUNT_PROMPT);
+        call.press("12345678#")
+            .hears("The balance of the account ending in 5678 is 855155 dollars and 65 cents.");
+        assert_eq!(call.state(ACCOUNT_KEY).as_deref(), Some("12345678"));
+        call.press("1").hears("ending in 5678");
+        call.press("0").hears(GOODBYE);
+        assert!(call.ended());
+
+        // Another call does not see the first call's account number.
+        let mut other = Call::<BankMenu>::start();
+        other.press("1").hears(ACCOUNT_PROMPT);
+    }
+
+    #[test]
+    fn the_transfer_dials_the_configured_agent_or_apologises() {
+        let mut call = new_call();
+        call.press("2").hears(CONNECTING);
+        let dialled = call.dials().expect("a makeCall");
+        assert_eq!(
+            (dialled.source.as_str(), dialled.destination.as_str()),
+            ("+6561110000", "+6560002222")
+        );
+        call.press("").hears(GOODBYE);
+
+        testing::reset();
+        let mut call = Call::<BankMenu>::start();
+        call.press("2").hears(NO_AGENT);
+        assert!(call.ended());
+        assert!(
+            testing::logs()
+                .iter()
+                .any(|(_, line)| line.contains("not configured"))
+        );
+    }
+
+    #[test]
+    fn repeat_invalid_digits_and_no_input_retry_three_times() {
+        let mut call = new_call();
+        call.press("3").hears(MENU);
+        assert_eq!(call.reply().client_action_id.as_deref(), Some("main-1"));
+        call.press("9").hears(NOT_VALID_CHOICE);
+        call.timed_out().hears(NOT_VALID_CHOICE);
+        assert_eq!(call.reply().client_action_id.as_deref(), Some("main-3"));
+        call.press("7").hears(TOO_MANY_TRIES);
+        assert!(call.ended());
+
+        let mut call = Call::<BankMenu>::start();
+        call.press("1").press("12").hears(NOT_VALID_ACCOUNT);
+        call.press("abc#").press("123456789#").hears(TOO_MANY_TRIES);
+        assert_eq!(call.state(ACCOUNT_KEY), None);
+    }
+
+    #[test]
+    fn the_balance_comes_from_the_backend_when_configured() {
+        let mut call = new_call();
+        testing::config("balance_url", "https://api.bank.example/balance");
+        testing::secret("balance_api_key", "key-0042");
+        testing::respond(
+            "https://api.bank.example/balance",
+            200,
+            r#"{"cents":12345}"#,
+        );
+        call.press("1")
+            .press("12345678#")
+            .hears("123 dollars and 45 cents");
+        let sent = testing::requests();
+        assert_eq!(
+            sent[0].url,
+            "https://api.bank.example/balance?account=12345678"
+        );
+        assert!(
+            sent[0]
+                .headers
+                .contains(&("authorization".into(), "Bearer key-0042".into()))
+        );
+
+        for outcome in [
+            Err(ivr_sdk::http::Error::Timeout),
+            Err(ivr_sdk::http::Error::Denied("not allowed".into())),
+            Ok(503),
+        ] {
+            let mut call = new_call();
+            testing::config("balance_url", "https://api.bank.example/balance");
+            match outcome {
+                Err(err) => testing::fail("https://api.bank.example", err),
+                Ok(status) => testing::respond("https://api.bank.example", status, "down"),
+            }
+            call.press("1")
+                .press("12345678#")
+                .hears(NO_BALANCE)
+                .hears(MENU);
+        }
+    }
+
+    #[test]
+    fn a_returning_caller_is_welcomed_back() {
+        let mut first = new_call();
+        first.hears(WELCOME);
+        testing::config("greet_returning_callers", "true");
+        Call::<BankMenu>::start().hears(WELCOME);
+        Call::<BankMenu>::start().hears(WELCOME_BACK);
+        Call::<BankMenu>::inbound("+6590000000", "+6568888888").hears(WELCOME);
+        assert_eq!(testing::kv_get("calls:+6591234567").as_deref(), Some("2"));
+    }
 
     #[test]
     fn account_numbers_are_four_to_eight_digits() {
@@ -243,12 +361,5 @@ mod tests {
         assert!(!is_account_number("123"));
         assert!(!is_account_number("123456789"));
         assert!(!is_account_number("12a4"));
-    }
-
-    #[test]
-    fn balance_is_deterministic_and_bounded() {
-        assert_eq!(balance_cents("12345678"), balance_cents("12345678"));
-        assert!(balance_cents("12345678") < 100_000_000);
-        assert_ne!(balance_cents("1234"), balance_cents("4321"));
     }
 }
