@@ -5,6 +5,7 @@ mod client;
 mod eightbyeight;
 mod serve;
 mod sessions;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -54,6 +55,9 @@ enum Command {
     Secrets(admin::SecretsArgs),
     /// List call traces, or show one call's trace.
     Sessions(sessions::SessionsArgs),
+    /// Run a whole call through an app's component, without 8x8 or a server:
+    /// what the caller hears, the state, requests and faults, step by step.
+    Simulate(Box<simulate::SimulateArgs>),
     /// Create, list or delete the subaccount's 8x8 webhooks.
     Webhooks(eightbyeight::WebhooksArgs),
     /// Start an outbound call with 8x8's Send Callflow API.
@@ -78,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Settings(args) => admin::settings(args),
         Command::Secrets(args) => admin::secrets(args),
         Command::Sessions(args) => sessions::run(args),
+        Command::Simulate(args) => simulate::run(*args),
         Command::Webhooks(args) => eightbyeight::webhooks(args),
         Command::Call(args) => eightbyeight::call(args),
     };

@@ -214,7 +214,19 @@ fn raise_open_file_limit() -> usize {
 
 /// Bind `addr`, naming it in the error.
 pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|err| anyhow::anyhow!("cannot listen for {what} on {addr}: {err}"))
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|err| anyhow::anyhow!("cannot listen for {what} on {addr}: {err}"))
 }
+
+/// Connections the kernel may hold for the accept loop: a burst of calls
+/// (8x8 retrying a backlog of events) arriving while every worker runs
+/// guests must not overflow the queue (the kernel caps it at somaxconn).
+const LISTEN_BACKLOG: u32 = 4096;

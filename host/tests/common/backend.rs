@@ -33,6 +33,12 @@ impl Backend {
     /// Start a backend on an ephemeral port of 127.0.0.1.
     pub fn start() -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        // std listens with a backlog of 128; a thousand calls connecting at
+        // once need more (Linux takes a second listen() as a new backlog).
+        // SAFETY: listen() on the listener's own open socket.
+        unsafe {
+            libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 4096);
+        }
         let port = listener.local_addr().unwrap().port();
         let backend = Backend {
             url: format!("http://127.0.0.1:{port}"),

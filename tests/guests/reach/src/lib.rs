@@ -2,13 +2,17 @@
 //! digits are a command (`get URL`, `kv-set KEY VALUE [TTL]`, ...); the
 //! reply says what happened, so a test reads the outcome from the callflow.
 
-use ivr_sdk::{CallEvent, Error, IvrApp, Reply, http, kv, log, secrets};
+use ivr_sdk::{CallEvent, Error, IvrApp, Reply, SayAndCapture, http, kv, log, secrets};
 
 struct Reach;
 
 impl IvrApp for Reach {
     fn handle_call(event: &CallEvent) -> Result<Reply, Error> {
-        let command = event.dtmf().unwrap_or_default();
+        let Some(command) = event.dtmf() else {
+            return Ok(Reply::new()
+                .client_action_id("go")
+                .capture(SayAndCapture::new("Say a command.").digits(1, 25)));
+        };
         let words: Vec<&str> = command.split_whitespace().collect();
         let said = match words.as_slice() {
             ["get", url] => fetch(url),
@@ -56,6 +60,7 @@ impl IvrApp for Reach {
                 let value = secrets::get(name).unwrap_or_default();
                 fetch(&format!("{url}/{value}?key={value}"))
             }
+            ["panic"] => panic!("deliberate panic"),
             _ => format!("unknown command {command:?}"),
         };
         Ok(Reply::new().say(said).hangup())
