@@ -71,12 +71,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<Error> for crate::Error {
-    fn from(err: Error) -> Self {
-        crate::Error::new(err.to_string())
-    }
-}
-
 #[cfg(target_arch = "wasm32")]
 fn from_code(code: &ErrorCode) -> Error {
     match code {

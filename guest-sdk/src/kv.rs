@@ -56,12 +56,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<Error> for crate::Error {
-    fn from(err: Error) -> Self {
-        crate::Error::new(err.to_string())
-    }
-}
-
 /// The value of `key`, if set and not expired.
 ///
 /// ```no_run

@@ -171,8 +171,8 @@ impl From<Action> for Reply {
 /// ```
 /// let err = ivr_sdk::Error::new("account service unavailable");
 /// assert_eq!(err.message(), "account service unavailable");
-/// let from_str: ivr_sdk::Error = "bad state".into();
-/// assert_eq!(from_str.to_string(), "bad state");
+/// let parsed: Result<u32, ivr_sdk::Error> = "12x".parse::<u32>().map_err(Into::into);
+/// assert_eq!(parsed.unwrap_err().to_string(), "invalid digit found in string");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
@@ -214,16 +214,22 @@ impl core::fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-impl From<String> for Error {
-    fn from(message: String) -> Self {
-        Self::new(message)
+/// Any error converts, so `?` works on every fallible call in a handler
+/// (`digits.parse::<u32>()?`, `kv::get(k)?`, `http::get(url)?`); the
+/// message is the error's text. (So `Error` itself is not a
+/// `std::error::Error`, as with `anyhow::Error`; for a message of your
+/// own, [`Error::new`].)
+///
+/// ```
+/// fn account(digits: &str) -> Result<u32, ivr_sdk::Error> {
+///     Ok(digits.trim_end_matches('#').parse::<u32>()?)
+/// }
+/// assert_eq!(account("1234#"), Ok(1234));
+/// assert_eq!(account("12a#").unwrap_err().message(), "invalid digit found in string");
+/// ```
+impl<E: std::error::Error> From<E> for Error {
+    fn from(err: E) -> Self {
+        Self::new(err.to_string())
     }
 }
 
-impl From<&str> for Error {
-    fn from(message: &str) -> Self {
-        Self::new(message)
-    }
-}
