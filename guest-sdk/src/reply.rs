@@ -232,4 +232,3 @@ impl<E: std::error::Error> From<E> for Error {
         Self::new(err.to_string())
     }
 }
-

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod eightbyeight;
+mod new;
 mod serve;
 mod sessions;
 mod simulate;
@@ -55,6 +56,8 @@ enum Command {
     Secrets(admin::SecretsArgs),
     /// List call traces, or show one call's trace.
     Sessions(sessions::SessionsArgs),
+    /// Create a new app project (Rust), with passing tests.
+    New(new::NewArgs),
     /// Run a whole call through an app's component, without 8x8 or a server:
     /// what the caller hears, the state, requests and faults, step by step.
     Simulate(Box<simulate::SimulateArgs>),
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Secrets(args) => admin::secrets(args),
         Command::Sessions(args) => sessions::run(args),
         Command::Simulate(args) => simulate::run(*args),
+        Command::New(args) => new::run(args),
         Command::Webhooks(args) => eightbyeight::webhooks(args),
         Command::Call(args) => eightbyeight::call(args),
     };
