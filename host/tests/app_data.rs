@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::backend::Backend;
@@ -34,22 +33,13 @@ fn ask(host: &Host, command: &str) -> (String, String) {
 const SECRET: &str = "s3cr3t-Api-Value-7731";
 
 fn cli(host: &Host, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ivr-host"))
-        .args(args)
-        .args(["--admin", &host.admin])
-        .env("IVR_ADMIN_TOKEN", TOKEN)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running ivr-host");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_ivr-host"))
+            .args(args)
+            .args(["--admin", &host.admin])
+            .env("IVR_ADMIN_TOKEN", TOKEN),
+        stdin,
+    )
 }
 
 #[test]

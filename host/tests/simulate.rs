@@ -3,29 +3,19 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::backend::Backend;
 use common::guest;
 
 fn simulate(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ivr-host"))
-        .arg("simulate")
-        .args(args)
-        .env("IVR_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running ivr-host simulate");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_ivr-host"))
+            .arg("simulate")
+            .args(args)
+            .env("IVR_LOG", "warn"),
+        stdin,
+    )
 }
 
 /// The output without the per-step timings and fuel (`[…]`).

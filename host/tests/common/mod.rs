@@ -120,6 +120,23 @@ pub fn js_guest() -> PathBuf {
         .clone()
 }
 
+/// Run `command` with `stdin` as its input; its output.
+pub fn with_stdin(command: &mut Command, stdin: &str) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running ivr-host");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("writing stdin");
+    child.wait_with_output().expect("waiting for ivr-host")
+}
+
 /// A running `ivr-host serve` process.
 pub struct Host {
     child: Child,
