@@ -158,6 +158,13 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             elapsed.as_secs_f64() * 1000.0,
             outcome.fuel_used.unwrap_or(0)
         )?;
+        // What the guest printed (a panic's message lands here); its log
+        // import lines go to the log on stderr (IVR_LOG).
+        for line in String::from_utf8_lossy(&outcome.output).lines() {
+            if !line.trim().is_empty() {
+                writeln!(out, "   print {}", crate::runtime::escape_controls(line))?;
+            }
+        }
         for record in requests.records() {
             let result = match (&record.status, &record.error) {
                 (_, Some(error)) => error.clone(),
