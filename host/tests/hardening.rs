@@ -1048,3 +1048,26 @@ fn idle_warm_instances_expire() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
+
+#[test]
+fn a_deploy_far_over_the_upload_limit_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start_admin(dir.path(), &["--upload-mib", "1"]);
+    let huge = dir.path().join("huge.wasm");
+    std::fs::write(&huge, vec![0u8; 64 << 20]).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ivr-host"))
+        .args(["deploy", "x"])
+        .arg(&huge)
+        .args(["--admin", &host.admin])
+        .env("IVR_ADMIN_TOKEN", common::TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Either the 413 arrived, or the connection closed mid-upload: both
+    // name the limit; the command never dies silently (SIGPIPE).
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("413") || stderr.contains("over the host's limit (`--upload-mib`"),
+        "{stderr}"
+    );
+}

@@ -120,7 +120,7 @@ pub fn settings(args: SettingsArgs) -> anyhow::Result<()> {
 }
 
 fn print(value: &Value) {
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
@@ -135,14 +135,14 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         .call(Method::PUT, &format!("/apps/{}", args.name), Some(bytes))?;
     let version = &answer["version"];
     if answer["unchanged"] == Value::Bool(true) {
-        println!(
+        say!(
             "{} version {version} is already active ({} bytes, sha256 {})",
             args.name,
             size,
             answer["sha256"].as_str().unwrap_or("?")
         );
     } else {
-        println!(
+        say!(
             "deployed {} version {version} ({} bytes, sha256 {}); live for new calls",
             args.name,
             size,
@@ -158,18 +158,21 @@ pub fn apps(args: AppsArgs) -> anyhow::Result<()> {
             let answer = args.admin.call(Method::GET, "/apps", None)?;
             let apps = answer["apps"].as_array().cloned().unwrap_or_default();
             if apps.is_empty() {
-                println!("no apps deployed");
+                say!("no apps deployed");
             }
-            println!(
+            say!(
                 "{:<24} {:>7} {:>9}  {:<12}  deployed",
-                "APP", "ACTIVE", "VERSIONS", "SHA256"
+                "APP",
+                "ACTIVE",
+                "VERSIONS",
+                "SHA256"
             );
             for app in apps {
                 let active = app["active_version"].as_u64();
                 let record = app["versions"]
                     .as_array()
                     .and_then(|v| v.iter().find(|r| r["version"].as_u64() == active));
-                println!(
+                say!(
                     "{:<24} {:>7} {:>9}  {:<12}  {}",
                     app["name"].as_str().unwrap_or("?"),
                     active.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
@@ -192,7 +195,7 @@ pub fn apps(args: AppsArgs) -> anyhow::Result<()> {
         AppsCommand::Delete { name } => {
             args.admin
                 .call(Method::DELETE, &format!("/apps/{name}"), None)?;
-            println!("deleted {name}");
+            say!("deleted {name}");
         }
     }
     Ok(())
@@ -208,9 +211,10 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
         &format!("/apps/{}/rollback", args.name),
         Some(body.to_string().into_bytes()),
     )?;
-    println!(
+    say!(
         "{} version {} is active for new calls",
-        args.name, answer["version"]
+        args.name,
+        answer["version"]
     );
     Ok(())
 }
@@ -229,7 +233,7 @@ pub fn routes(args: RoutesArgs) -> anyhow::Result<()> {
             let answer =
                 args.admin
                     .call(Method::PUT, "/routes", Some(serde_json::to_vec(&table)?))?;
-            println!("routes replaced:");
+            say!("routes replaced:");
             print(&answer);
         }
     }
@@ -317,7 +321,7 @@ pub fn secrets(args: SecretsArgs) -> anyhow::Result<()> {
                 .admin
                 .call(Method::GET, &format!("/apps/{app}/secrets"), None)?;
             for secret in answer["secrets"].as_array().into_iter().flatten() {
-                println!("{}", secret.as_str().unwrap_or("?"));
+                say!("{}", secret.as_str().unwrap_or("?"));
             }
         }
         SecretsCommand::Set { app, key } => {
@@ -335,12 +339,12 @@ pub fn secrets(args: SecretsArgs) -> anyhow::Result<()> {
                 &format!("/apps/{app}/secrets/{key}"),
                 Some(value),
             )?;
-            println!("set secret {key} of {app}");
+            say!("set secret {key} of {app}");
         }
         SecretsCommand::Delete { app, key } => {
             args.admin
                 .call(Method::DELETE, &format!("/apps/{app}/secrets/{key}"), None)?;
-            println!("deleted secret {key} of {app}");
+            say!("deleted secret {key} of {app}");
         }
     }
     Ok(())

@@ -64,6 +64,7 @@ impl AdminTarget {
         if body.is_some() {
             request = request.header(CONTENT_TYPE, "application/octet-stream");
         }
+        let upload = body.as_ref().map_or(0, Vec::len);
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .with_context(|| format!("invalid admin URL {url:?}"))?;
@@ -74,6 +75,15 @@ impl AdminTarget {
             while let Some(inner) = source {
                 cause = format!("{inner}");
                 source = inner.source();
+            }
+            if upload > 0 && !err.is_connect() {
+                // The host answers an upload over its limit with 413 and
+                // stops reading once past a bound; the client then sees the
+                // connection close mid-body, not the 413.
+                return anyhow::anyhow!(
+                    "the admin API at {base} closed the connection while receiving {upload} bytes ({cause}): \
+                     the upload is likely over the host's limit (`--upload-mib`, 32 MiB by default)"
+                );
             }
             anyhow::anyhow!(
                 "cannot reach the admin API at {base}: {cause} (is `ivr-host serve` running there?)"

@@ -123,17 +123,17 @@ pub struct CallArgs {
 
 fn print_webhooks(webhooks: &[Webhook]) {
     if webhooks.is_empty() {
-        println!("no webhooks registered");
+        say!("no webhooks registered");
         return;
     }
-    println!("{:<5} {:<8} {:<5} URL", "TYPE", "ENABLED", "AUTH");
+    say!("{:<5} {:<8} {:<5} URL", "TYPE", "ENABLED", "AUTH");
     for w in webhooks {
         let flag = |b: Option<bool>| match b {
             Some(true) => "yes",
             Some(false) => "no",
             None => "?",
         };
-        println!(
+        say!(
             "{:<5} {:<8} {:<5} {}",
             w.kind,
             flag(w.enabled),
@@ -158,13 +158,13 @@ pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
                 enabled: !disabled,
                 http_auth_header: auth_header,
             })?;
-            println!("created; the subaccount's webhooks are now:");
+            say!("created; the subaccount's webhooks are now:");
             print_webhooks(&listed);
         }
         WebhooksCommand::List => print_webhooks(&client.list_webhooks()?),
         WebhooksCommand::Delete { kind } => {
             let deleted = client.delete_webhook(&kind.to_ascii_uppercase())?;
-            println!("deleted the {} webhook ({})", deleted.kind, deleted.url);
+            say!("deleted the {} webhook ({})", deleted.kind, deleted.url);
         }
         WebhooksCommand::Setup {
             public_url,
@@ -183,14 +183,14 @@ pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
                     http_auth_header: auth_header.clone(),
                 })?;
             }
-            println!("VCA and VSS point at {base}; the subaccount's webhooks:");
+            say!("VCA and VSS point at {base}; the subaccount's webhooks:");
             print_webhooks(&listed);
             if auth_header.is_some() {
-                println!(
+                say!(
                     "start the host with the same value: IVR_WEBHOOK_AUTH_HEADER=... ivr-host serve"
                 );
             } else if base.starts_with("http://") {
-                println!("warning: 8x8 advises https endpoints");
+                say!("warning: 8x8 advises https endpoints");
             }
         }
     }
@@ -227,7 +227,7 @@ fn route_number_to(admin: &AdminTarget, number: &str, app: &str) -> anyhow::Resu
         },
     );
     admin.call(Method::PUT, "/routes", Some(serde_json::to_vec(&routes)?))?;
-    println!("routed {number} to {app}");
+    say!("routed {number} to {app}");
     Ok(())
 }
 
@@ -259,7 +259,7 @@ pub fn call(args: CallArgs) -> anyhow::Result<()> {
     ];
     let answer = client.send_callflow(&callflow)?;
     let code = answer.status_code.unwrap_or(1);
-    println!(
+    say!(
         "call created: session {} (status {code}: {})",
         answer.session_id.as_deref().unwrap_or("?"),
         status_code_meaning(code)

@@ -1,5 +1,12 @@
 //! The `ivr-host` command line: one file per subcommand.
 
+/// `println!` for the client commands (see [`write_line`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
 mod admin;
 mod client;
 mod eightbyeight;
@@ -72,9 +79,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let command = cli.command.unwrap_or(Command::Serve(Box::default()));
-    if !matches!(command, Command::Serve(_)) {
-        end_quietly_on_closed_pipe();
-    }
     let result = match command {
         Command::Serve(args) => serve::run(*args),
         Command::Deploy(args) => admin::deploy(args),
@@ -111,16 +115,18 @@ fn log_filter(setting: &str) -> String {
     format!("warn,ivr_host={setting},guest={setting}")
 }
 
-/// A client command whose output is piped into a reader that stops early
-/// (`ivr-host apps show X | head`) ends quietly, as other Unix tools do,
-/// instead of panicking on the failed write: Rust ignores `SIGPIPE`, so its
-/// default action is restored. Not for `serve`, whose sockets must see
-/// `EPIPE` as an error instead.
-fn end_quietly_on_closed_pipe() {
-    #[cfg(unix)]
-    // SAFETY: restores a signal's default disposition; no handler runs.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+/// One line of a client command's output. A reader that went away early
+/// (`ivr-host apps show X | head`) ends the command quietly, as other Unix
+/// tools do, instead of panicking as `println!` would. (Restoring
+/// `SIGPIPE` instead would also kill the command silently when the admin
+/// API closes a connection mid-upload.)
+pub(crate) fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush())
+        && err.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
     }
 }
 

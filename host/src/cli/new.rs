@@ -103,7 +103,7 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    println!(
+    say!(
         "created {} ({} app in Rust): cd {} && cargo test",
         dir.display(),
         match args.template {

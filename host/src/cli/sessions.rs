@@ -67,7 +67,7 @@ pub fn run(args: SessionsArgs) -> anyhow::Result<()> {
             let trace =
                 args.admin
                     .call(Method::GET, &format!("/sessions/{}", encode(&id)), None)?;
-            println!("{}", serde_json::to_string_pretty(&trace)?);
+            say!("{}", serde_json::to_string_pretty(&trace)?);
         }
         SessionsCommand::List {
             status,
@@ -92,12 +92,16 @@ pub fn run(args: SessionsArgs) -> anyhow::Result<()> {
                     .call(Method::GET, &format!("/sessions?{}", query.join("&")), None)?;
             let sessions = answer["sessions"].as_array().cloned().unwrap_or_default();
             if sessions.is_empty() {
-                println!("no calls recorded");
+                say!("no calls recorded");
                 return Ok(());
             }
-            println!(
+            say!(
                 "{:<40} {:<12} {:<16} {:>6}  {:<30}  FIRST EVENT",
-                "SESSION", "STATUS", "APP", "EVENTS", "ERROR"
+                "SESSION",
+                "STATUS",
+                "APP",
+                "EVENTS",
+                "ERROR"
             );
             for s in sessions {
                 let error = match (&s["error_code"], &s["error_meaning"]) {
@@ -108,7 +112,7 @@ pub fn run(args: SessionsArgs) -> anyhow::Result<()> {
                     (Value::String(a), Value::Number(v)) => format!("{a} v{v}"),
                     _ => "-".into(),
                 };
-                println!(
+                say!(
                     "{:<40} {:<12} {:<16} {:>6}  {:<30}  {}",
                     s["session_id"].as_str().unwrap_or("?"),
                     s["status"].as_str().unwrap_or("?"),
